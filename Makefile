@@ -1,0 +1,38 @@
+# peftlab: the commands a newcomer types. Each one creates .venv and installs everything first if needed.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# keep Jupyter, matplotlib and Hugging Face caches inside the repo, and never reach for the network
+export JUPYTER_CONFIG_DIR := $(CURDIR)/.cache/jupyter/config
+export JUPYTER_DATA_DIR   := $(CURDIR)/.cache/jupyter/data
+export JUPYTER_RUNTIME_DIR:= $(CURDIR)/.cache/jupyter/runtime
+export IPYTHONDIR         := $(CURDIR)/.cache/ipython
+export MPLCONFIGDIR       := $(CURDIR)/.cache/matplotlib
+export HF_HOME            := $(CURDIR)/.cache/huggingface
+export HF_HUB_OFFLINE     := 1
+export HF_DATASETS_OFFLINE:= 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup test lab lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[test]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+lint: $(STAMP)
+	$(BIN)/ruff check peftlab tests scripts benchmarks
+	$(BIN)/ruff format --check peftlab tests scripts benchmarks
+
+clean:
+	rm -rf build .cache .pytest_cache
