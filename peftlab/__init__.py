@@ -1,8 +1,8 @@
 """peftlab: parameter-efficient fine-tuning from scratch, for teaching.
 
-    from peftlab import LoraConfig, get_peft_model
-    model = get_peft_model(base, LoraConfig(r=8, target_modules=["q_proj", "v_proj"]))
-    model.print_trainable_parameters()
+from peftlab import LoraConfig, get_peft_model
+model = get_peft_model(base, LoraConfig(r=8, target_modules=["q_proj", "v_proj"]))
+model.print_trainable_parameters()
 """
 
 from . import lora  # noqa: F401  (each method module registers itself on import)

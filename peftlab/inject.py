@@ -50,10 +50,14 @@ def find_targets(
 ) -> list[str]:
     """Dotted names of the modules of `layer_types` that `target_modules` selects. No match -> ValueError."""
     head = output_head(model)
-    found = []
+    found, seen_weights = [], set()
     for name, module in model.named_modules():
         if not name or isinstance(module, AdapterLayer) or ".base_layer" in name:
             continue
+        if isinstance(module, nn.Embedding):  # T5's encoder/decoder.embed_tokens share `shared`'s weight
+            if id(module.weight) in seen_weights:
+                continue
+            seen_weights.add(id(module.weight))
         if target_modules == "all-linear":
             hit = isinstance(module, LINEAR_TYPES) and module is not head
         else:
@@ -75,12 +79,20 @@ def find_targets(
     return found
 
 
+def _same_layer(a: nn.Module, b: nn.Module) -> bool:
+    """Same module, or an embedding sharing its weight (T5 ties `shared` to encoder/decoder `embed_tokens`)."""
+    return a is b or (isinstance(a, nn.Embedding) and type(a) is type(b) and a.weight is b.weight)
+
+
 def replace_module(model: nn.Module, name: str, new: nn.Module) -> nn.Module:
-    """Put `new` at dotted path `name`; return what was there."""
-    parent_name, _, child = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    old = getattr(parent, child)
-    setattr(parent, child, new)
+    """Put `new` at dotted path `name` and at every other path holding the same layer; return what was there."""
+    old = model.get_submodule(name)
+    aliases = [n for n, m in model.named_modules(remove_duplicate=False) if n and _same_layer(m, old)] or [
+        name
+    ]
+    for alias in aliases:
+        parent_name, _, child = alias.rpartition(".")
+        setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
     return old
 
 
@@ -119,6 +131,14 @@ class AdapterLayer(nn.Module):
         self.active_adapter: str | None = None
         self.disabled = False
         self.merged_adapters: list[str] = []
+
+    def __getattr__(self, name: str):  # weight, bias, in_features... read through to the wrapped layer
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name == "base_layer":
+                raise
+            return getattr(self.base_layer, name)
 
     @property
     def merged(self) -> bool:
@@ -186,10 +206,6 @@ class ModulesToSaveWrapper(AdapterLayer):
         if merge and self.active_adapter in self.modules_to_save:
             return self.modules_to_save[self.active_adapter]
         return self.base_layer
-
-    @property
-    def weight(self):  # so code that reads `model.lm_head.weight` keeps working
-        return self.base_layer.weight
 
 
 def wrap_modules_to_save(model: nn.Module, targets: Iterable[str], adapter_name: str) -> list[str]:

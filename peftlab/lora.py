@@ -16,7 +16,7 @@ Names follow HF peft (`lora_A`, `lora_B`, `lora_embedding_A`, `scaling`) so save
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
@@ -50,7 +50,9 @@ class LoraConfig(PeftConfig):
         if self.bias not in ("none", "all", "lora_only"):
             raise ValueError(f"bias={self.bias!r} is not allowed: use 'none', 'all' or 'lora_only'.")
         if self.target_modules is None:
-            raise ValueError("target_modules is required: e.g. ['q_proj', 'v_proj'], a regex, or 'all-linear'.")
+            raise ValueError(
+                "target_modules is required: e.g. ['q_proj', 'v_proj'], a regex, or 'all-linear'."
+            )
 
 
 class LoraLayer(AdapterLayer):
@@ -90,7 +92,9 @@ class LoraLinear(LoraLayer):
         w = self.base_layer.weight
         self.lora_A[name] = nn.Linear(self.in_features, config.r, bias=False, device=w.device)  # (r, k)
         self.lora_B[name] = nn.Linear(config.r, self.out_features, bias=False, device=w.device)  # (d, r)
-        self.lora_dropout[name] = nn.Dropout(config.lora_dropout) if config.lora_dropout > 0 else nn.Identity()
+        self.lora_dropout[name] = (
+            nn.Dropout(config.lora_dropout) if config.lora_dropout > 0 else nn.Identity()
+        )
         self.scaling[name] = self._scaling(config)
         nn.init.kaiming_uniform_(self.lora_A[name].weight, a=math.sqrt(5))
         if config.init_lora_weights:
@@ -147,10 +151,6 @@ class LoraEmbedding(LoraLayer):
         after_A = F.embedding(ids, self.lora_embedding_A[name].T, base.padding_idx)  # (B, T, r)
         return result + (after_A @ self.lora_embedding_B[name].T) * self.scaling[name]  # (B, T, C)
 
-    @property
-    def weight(self):  # tied output heads and `get_input_embeddings().weight` keep working
-        return self.base_layer.weight
-
 
 def apply_lora(model: nn.Module, config: LoraConfig, adapter_name: str, layer_cls=None) -> list[str]:
     """Wrap every targeted Linear/Conv1D/Embedding of `model` in a LoRA layer holding adapter `adapter_name`."""
@@ -168,7 +168,9 @@ def apply_lora(model: nn.Module, config: LoraConfig, adapter_name: str, layer_cl
             config.fan_in_fan_out = True  # as HF peft does for Conv1D, so the saved config loads there too
     if config.bias != "none":
         for name, p in model.named_parameters():
-            if name.endswith("bias") and (config.bias == "all" or any(name.startswith(t + ".") for t in targets)):
+            if name.endswith("bias") and (
+                config.bias == "all" or any(name.startswith(t + ".") for t in targets)
+            ):
                 p.requires_grad_(True)
     return targets
 

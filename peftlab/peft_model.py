@@ -106,7 +106,9 @@ class PeftModel(nn.Module):
         if not isinstance(adapter_name, str) or not adapter_name.isidentifier():
             raise ValueError(f"adapter_name={adapter_name!r}: use a plain identifier such as 'headlines'.")
         if adapter_name in self.peft_config:
-            raise ValueError(f"an adapter named {adapter_name!r} exists already; adapters: {list(self.peft_config)}.")
+            raise ValueError(
+                f"an adapter named {adapter_name!r} exists already; adapters: {list(self.peft_config)}."
+            )
         if self.peft_config:
             first = next(iter(self.peft_config.values()))
             if type(first) is not type(config):
@@ -119,7 +121,9 @@ class PeftModel(nn.Module):
             enc_dec = getattr(getattr(self.base_model, "config", None), "is_encoder_decoder", False)
             config.task_type = "SEQ_2_SEQ_LM" if enc_dec else "CAUSAL_LM"
         if config.base_model_name_or_path is None:
-            config.base_model_name_or_path = getattr(getattr(self.base_model, "config", None), "name_or_path", None)
+            config.base_model_name_or_path = getattr(
+                getattr(self.base_model, "config", None), "name_or_path", None
+            )
         method = method_for(config)
         trainable_before = {n for n, p in self.named_parameters() if p.requires_grad}
         try:
@@ -138,11 +142,14 @@ class PeftModel(nn.Module):
             if p.requires_grad and n not in trainable_before and not _owned_by(n, adapter_name)
         }
         self.set_adapter(self.active_adapter or adapter_name)
+        self.train(self.base_model.training)  # new layers (dropout!) follow the base model's train/eval mode
 
     def set_adapter(self, adapter_name: str) -> None:
         """Make `adapter_name` the one that runs (and the only one that trains)."""
         if adapter_name not in self.peft_config:
-            raise ValueError(f"no adapter named {adapter_name!r}; adapters on this model: {list(self.peft_config)}.")
+            raise ValueError(
+                f"no adapter named {adapter_name!r}; adapters on this model: {list(self.peft_config)}."
+            )
         for _, layer in self.adapter_layers():
             layer.active_adapter = adapter_name
         self.active_adapter = adapter_name
@@ -153,7 +160,9 @@ class PeftModel(nn.Module):
 
     def delete_adapter(self, adapter_name: str) -> None:
         if adapter_name not in self.peft_config:
-            raise ValueError(f"no adapter named {adapter_name!r}; adapters on this model: {list(self.peft_config)}.")
+            raise ValueError(
+                f"no adapter named {adapter_name!r}; adapters on this model: {list(self.peft_config)}."
+            )
         self._remove_adapter_modules(adapter_name)
         del self.peft_config[adapter_name], self._extra_trainable[adapter_name]
         if self.active_adapter == adapter_name:
@@ -182,7 +191,9 @@ class PeftModel(nn.Module):
 
     def forward(self, *args, **kwargs):
         prompt = self._prompt_module()
-        return self.base_model(*args, **kwargs) if prompt is None else prompt(self.base_model, *args, **kwargs)
+        return (
+            self.base_model(*args, **kwargs) if prompt is None else prompt(self.base_model, *args, **kwargs)
+        )
 
     def generate(self, *args, **kwargs):
         prompt = self._prompt_module()
@@ -200,12 +211,20 @@ class PeftModel(nn.Module):
 
     def print_trainable_parameters(self) -> None:
         trainable, total = self.get_nb_trainable_parameters()
-        print(f"trainable params: {trainable:,d} || all params: {total:,d} || trainable%: {100 * trainable / total:.4f}")
+        print(
+            f"trainable params: {trainable:,d} || all params: {total:,d} || trainable%: {100 * trainable / total:.4f}"
+        )
 
     # -- merging ---------------------------------------------------------------------------------------------
     def _check_mergeable(self):
-        if self.prompt_modules:
+        if any(not getattr(m, "mergeable", False) for m in self.prompt_modules.values()):
             raise ValueError("soft-prompt adapters add tokens, not weight deltas: there is nothing to merge.")
+
+    def update_and_allocate(self, step: int) -> None:
+        """Call once per optimizer step, after `optimizer.step()`, for methods that need it (AdaLoRA)."""
+        hook = method_for(self.active_peft_config).on_step
+        if hook is not None:
+            hook(self, step)
 
     def merge_adapter(self) -> None:
         """Fold the active adapter into the base weights (forward then costs what the base costs)."""
@@ -238,6 +257,11 @@ class PeftModel(nn.Module):
     def disable_adapter(self):
         """`with model.disable_adapter():` runs the base model alone (merged adapters are unmerged meanwhile)."""
         layers = [layer for _, layer in self.adapter_layers()]
+        if not layers and not self.prompt_modules:
+            raise RuntimeError(
+                f"{type(self.active_peft_config).__name__} trains the base weights themselves: there is no separate "
+                "adapter to switch off. Keep a copy of the base model to compare against instead."
+            )
         merged = {layer: list(layer.merged_adapters) for layer in layers}
         for layer in layers:
             if layer.merged:
@@ -256,29 +280,37 @@ class PeftModel(nn.Module):
     # -- saving / loading ------------------------------------------------------------------------------------
     def _to_peft_key(self, key: str, adapter_name: str) -> str:
         """Our parameter name -> HF peft's saved key (adapter name removed, `base_model.model.` prefix)."""
-        key = _strip_part(key.replace("modules_to_save.", "") if "modules_to_save." in key else key, adapter_name)
+        key = _strip_part(
+            key.replace("modules_to_save.", "") if "modules_to_save." in key else key, adapter_name
+        )
         if key.startswith("base_model."):
             return "base_model.model." + key[len("base_model.") :]
         return key
 
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        """Parameters and buffers by name, each shared tensor once (unlike state_dict, which repeats aliases)."""
+        return {**dict(self.named_parameters()), **dict(self.named_buffers())}
+
     def _adapter_keys(self, adapter_name: str) -> dict[str, str]:
         """{peft key: our state-dict key} for everything adapter `adapter_name` saves."""
         extras = self._extra_trainable[adapter_name]
-        ours = [k for k in self.state_dict() if _owned_by(k, adapter_name) or k in extras]
+        ours = [k for k in self._tensors() if _owned_by(k, adapter_name) or k in extras]
         keys = {self._to_peft_key(k, adapter_name): k for k in ours}
         hook = method_for(self.peft_config[adapter_name]).to_peft_keys
         return hook(keys) if hook else keys
 
     def adapter_state_dict(self, adapter_name: str | None = None) -> dict[str, torch.Tensor]:
         adapter_name = adapter_name or self.active_adapter
-        sd = self.state_dict()
+        sd = self._tensors()
         return {pk: sd[k].detach().cpu().contiguous() for pk, k in self._adapter_keys(adapter_name).items()}
 
     def save_pretrained(self, save_directory: str, selected_adapters: list[str] | None = None) -> None:
         """Write each adapter (the "default" one at the top, others in sub-folders, as peft does). Atomic."""
         for name in selected_adapters or list(self.peft_config):
             if name not in self.peft_config:
-                raise ValueError(f"no adapter named {name!r}; adapters on this model: {list(self.peft_config)}.")
+                raise ValueError(
+                    f"no adapter named {name!r}; adapters on this model: {list(self.peft_config)}."
+                )
             folder = save_directory if name == "default" else os.path.join(save_directory, name)
             os.makedirs(folder, exist_ok=True)
             tensors = self.adapter_state_dict(name)
@@ -302,22 +334,28 @@ class PeftModel(nn.Module):
         keys = self._adapter_keys(adapter_name)
         hook = method_for(self.peft_config[adapter_name]).from_peft_keys
         tensors = hook(tensors) if hook else tensors
-        sd = self.state_dict()
+        sd = self._tensors()
         base = {self._to_peft_key(k, adapter_name): k for k in sd}  # every key, for full weights in the file
         missing = [k for k in keys if k not in tensors]
         if missing:
-            raise KeyError(f"{path}: the file lacks {len(missing)} adapter tensor(s) this model needs, e.g. {missing[:3]}.")
+            raise KeyError(
+                f"{path}: the file lacks {len(missing)} adapter tensor(s) this model needs, e.g. {missing[:3]}."
+            )
         for pk, t in tensors.items():
             ours = keys.get(pk) or base.get(pk)
             if ours is None:
-                raise KeyError(f"{path}: key {pk!r} matches nothing in this model; was it saved for another model?")
+                raise KeyError(
+                    f"{path}: key {pk!r} matches nothing in this model; was it saved for another model?"
+                )
             if tuple(t.shape) != tuple(sd[ours].shape):
                 raise ValueError(
                     f"{path}: {pk!r} has shape {tuple(t.shape)} in the file but {tuple(sd[ours].shape)} in this "
                     f"model; the adapter was saved for a base model with different sizes."
                 )
             if pk not in keys and not torch.equal(t.to(sd[ours].dtype), sd[ours].cpu()):
-                raise ValueError(f"{path}: {pk!r} holds base weights that differ from this model's; refusing to load.")
+                raise ValueError(
+                    f"{path}: {pk!r} holds base weights that differ from this model's; refusing to load."
+                )
         with torch.no_grad():
             for pk, ours in keys.items():
                 sd[ours].copy_(tensors[pk].to(sd[ours].dtype))

@@ -26,6 +26,8 @@ class Method:
     # Optional hooks to rename state-dict keys between our layout and HF peft's (after the generic renaming).
     to_peft_keys: Callable[[dict], dict] | None = None
     from_peft_keys: Callable[[dict], dict] | None = None
+    # Optional per-step hook, called by `PeftModel.update_and_allocate(step)` (AdaLoRA's rank budget uses it).
+    on_step: Callable | None = None
 
 
 METHODS: dict[str, Method] = {}
