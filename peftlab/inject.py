@@ -51,9 +51,11 @@ def find_targets(
     """Dotted names of the modules of `layer_types` that `target_modules` selects. No match -> ValueError."""
     head = output_head(model)
     found, seen_weights = [], set()
-    for name, module in model.named_modules():
-        if not name or isinstance(module, AdapterLayer) or ".base_layer" in name:
+    for name, wrapped in model.named_modules():
+        if not name or ".base_layer" in name or ".modules_to_save." in name:
             continue
+        # a layer that already carries an adapter is still a target (for a second adapter): judge its base layer
+        module = wrapped.base_layer if isinstance(wrapped, AdapterLayer) else wrapped
         if isinstance(module, nn.Embedding):  # T5's encoder/decoder.embed_tokens share `shared`'s weight
             if id(module.weight) in seen_weights:
                 continue
