@@ -8,6 +8,7 @@ parameters, merging, disabling, several adapters swapped per task, and saving/lo
 from __future__ import annotations
 
 import contextlib
+import inspect
 import copy
 import json
 import os
@@ -20,6 +21,8 @@ from .config import PeftConfig
 from .inject import AdapterLayer, freeze, replace_module, wrap_modules_to_save
 from .registry import config_class_for, method_for
 
+_FORWARD_KEYS = ("input_ids", "attention_mask", "labels", "inputs_embeds", "decoder_input_ids",
+                 "decoder_attention_mask", "position_ids", "token_type_ids")
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
 
@@ -194,6 +197,13 @@ class PeftModel(nn.Module):
         return (
             self.base_model(*args, **kwargs) if prompt is None else prompt(self.base_model, *args, **kwargs)
         )
+
+    # transformers.Trainer keeps only the batch keys named in forward's signature: name the usual ones
+    forward.__signature__ = inspect.Signature(
+        [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+        + [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=None) for n in _FORWARD_KEYS]
+        + [inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD)]
+    )
 
     def generate(self, *args, **kwargs):
         prompt = self._prompt_module()
