@@ -110,7 +110,8 @@ def _offline_error(name: str, why: str) -> OSError:
     )
 
 
-def _hub_reachable(timeout: float = 3.0) -> bool:
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """True when huggingface.co answers on port 443 within `timeout` s (fails fast instead of retrying)."""
     try:
         socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
         return True
@@ -128,7 +129,7 @@ def _load_hub(name: str):
     except (OSError, ValueError):
         if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
             raise _offline_error(name, "HF_HUB_OFFLINE is set and it is not in the local cache") from None
-        if not _hub_reachable():
+        if not hub_reachable():
             raise _offline_error(name, "huggingface.co is not reachable (no network?)") from None
         try:
             config = AutoConfig.from_pretrained(name)
