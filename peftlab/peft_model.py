@@ -8,8 +8,8 @@ parameters, merging, disabling, several adapters swapped per task, and saving/lo
 from __future__ import annotations
 
 import contextlib
-import inspect
 import copy
+import inspect
 import json
 import os
 
@@ -21,8 +21,16 @@ from .config import PeftConfig
 from .inject import AdapterLayer, freeze, replace_module, wrap_modules_to_save
 from .registry import config_class_for, method_for
 
-_FORWARD_KEYS = ("input_ids", "attention_mask", "labels", "inputs_embeds", "decoder_input_ids",
-                 "decoder_attention_mask", "position_ids", "token_type_ids")
+_FORWARD_KEYS = (
+    "input_ids",
+    "attention_mask",
+    "labels",
+    "inputs_embeds",
+    "decoder_input_ids",
+    "decoder_attention_mask",
+    "position_ids",
+    "token_type_ids",
+)
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
 
