@@ -235,7 +235,9 @@ def build_prompt(example: dict, tokenizer=None, max_tokens: int | None = None) -
     return before + text + after
 
 
-def format_causal(examples: list[dict], tokenizer, max_len: int = 256, max_target_len: int = 48) -> list[dict]:
+def format_causal(
+    examples: list[dict], tokenizer, max_len: int = 256, max_target_len: int = 48
+) -> list[dict]:
     """Features for a causal LM: [bos] prompt target [eos], labels = -100 on the prompt.
 
     Truncation keeps the answer: the target is cut to `max_target_len` tokens first, then the
@@ -268,10 +270,16 @@ def format_seq2seq(
     """Features for an encoder-decoder (T5): input = prompt (text cut to fit), labels = target tokens."""
     features = []
     for ex in examples:
-        src = tokenizer(build_prompt(ex, tokenizer, max_source_len - 1), truncation=True, max_length=max_source_len)
+        src = tokenizer(
+            build_prompt(ex, tokenizer, max_source_len - 1), truncation=True, max_length=max_source_len
+        )
         tgt = tokenizer(str(ex["target"]).strip(), truncation=True, max_length=max_target_len)
         features.append(
-            {"input_ids": src["input_ids"], "attention_mask": src["attention_mask"], "labels": tgt["input_ids"]}
+            {
+                "input_ids": src["input_ids"],
+                "attention_mask": src["attention_mask"],
+                "labels": tgt["input_ids"],
+            }
         )
     return features
 

@@ -21,10 +21,14 @@ def rouge_metric():
     return evaluate.load(str(METRIC_PATH))
 
 
-def compute_rouge(predictions: list[str], references: list[str], use_aggregator: bool = True, **kwargs) -> dict:
+def compute_rouge(
+    predictions: list[str], references: list[str], use_aggregator: bool = True, **kwargs
+) -> dict:
     """{"rouge1", "rouge2", "rougeL", "rougeLsum"} -> mean F-measure (or per-example lists)."""
     if len(predictions) != len(references):
-        raise ValueError(f"{len(predictions)} predictions but {len(references)} references; they must pair up")
+        raise ValueError(
+            f"{len(predictions)} predictions but {len(references)} references; they must pair up"
+        )
     if not predictions:
         raise ValueError("compute_rouge needs at least one prediction/reference pair")
     return rouge_metric().compute(

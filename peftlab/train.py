@@ -58,7 +58,10 @@ class History:
         ax = ax or plt.gca()
         ys = self.losses
         if smooth > 1:
-            ys = [sum(ys[max(0, i - smooth + 1) : i + 1]) / len(ys[max(0, i - smooth + 1) : i + 1]) for i in range(len(ys))]
+            ys = [
+                sum(ys[max(0, i - smooth + 1) : i + 1]) / len(ys[max(0, i - smooth + 1) : i + 1])
+                for i in range(len(ys))
+            ]
         ax.plot(self.steps, ys, label=label)
         ax.set_xlabel("optimizer step")
         ax.set_ylabel("training loss")
@@ -73,7 +76,9 @@ def is_seq2seq(model) -> bool:
     return bool(getattr(getattr(model, "config", None), "is_encoder_decoder", False))
 
 
-def to_features(model, tokenizer, examples: list[dict], max_len: int = 256, max_target_len: int = 48) -> list[dict]:
+def to_features(
+    model, tokenizer, examples: list[dict], max_len: int = 256, max_target_len: int = 48
+) -> list[dict]:
     """Examples (dicts with text/target/template) -> features; already-tokenized features pass through."""
     if not examples:
         raise ValueError("no training examples given")
@@ -85,7 +90,9 @@ def to_features(model, tokenizer, examples: list[dict], max_len: int = 256, max_
             f"with 'input_ids'; got keys {sorted(examples[0])}"
         )
     if is_seq2seq(model):
-        return data_mod.format_seq2seq(examples, tokenizer, max_source_len=max_len, max_target_len=max_target_len)
+        return data_mod.format_seq2seq(
+            examples, tokenizer, max_source_len=max_len, max_target_len=max_target_len
+        )
     return data_mod.format_causal(examples, tokenizer, max_len=max_len, max_target_len=max_target_len)
 
 
@@ -148,7 +155,9 @@ def train(
         raise ValueError("the model has no trainable parameters (did every adapter get frozen?)")
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     collator = data_mod.Collator(tokenizer)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if (bf16 and dev.type == "cuda") else nullcontext()
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16) if (bf16 and dev.type == "cuda") else nullcontext()
+    )
 
     history, batches, t0 = History(), _batches(len(features), batch_size, seed), time.time()
     model.train()
@@ -178,11 +187,13 @@ def train(
     return history
 
 
-def trainer_inputs(model, tokenizer, examples: list[dict], max_len: int = 256, max_target_len: int = 48) -> dict:
-    """`train_dataset` and `data_collator` for transformers.Trainer, from the same formatting `train` uses:
+def trainer_inputs(
+    model, tokenizer, examples: list[dict], max_len: int = 256, max_target_len: int = 48
+) -> dict:
+    """`train_dataset` and `data_collator` for transformers.Trainer, from the same formatting `train` uses.
 
-        Trainer(model=peft_model, args=TrainingArguments(..., remove_unused_columns=False),
-                **trainer_inputs(peft_model, tok, examples)).train()
+    Example: `Trainer(model=peft_model, args=TrainingArguments("out", max_steps=100),
+    **trainer_inputs(peft_model, tok, examples)).train()` (accelerate, multi-GPU, DeepSpeed: Trainer's job).
     """
     return {
         "train_dataset": to_features(model, tokenizer, examples, max_len, max_target_len),
@@ -226,7 +237,11 @@ def generate(
     try:
         for i in tqdm(range(0, len(texts), batch_size), desc="generate", disable=not progress):
             enc = tokenizer(
-                texts[i : i + batch_size], return_tensors="pt", padding=True, truncation=True, max_length=max_input_len
+                texts[i : i + batch_size],
+                return_tensors="pt",
+                padding=True,
+                truncation=True,
+                max_length=max_input_len,
             ).to(dev)  # input_ids (B, T)
             out = model.generate(
                 **enc,
@@ -247,7 +262,9 @@ def generate(
     return outputs
 
 
-def evaluate_rouge(model, tokenizer, examples: list[dict], *, first_line: bool = True, **generate_kwargs) -> dict:
+def evaluate_rouge(
+    model, tokenizer, examples: list[dict], *, first_line: bool = True, **generate_kwargs
+) -> dict:
     """Generate for each example and score against its target: {"rouge1", "rouge2", "rougeL", "rougeLsum"}."""
     from .rouge import compute_rouge
 

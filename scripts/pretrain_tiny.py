@@ -45,7 +45,9 @@ BOS, EOS, PAD = "<s>", "</s>", "<pad>"
 # ----------------------------------------------------------------------------- corpus
 def kjv_docs() -> list[str]:
     """The King James Bible, one document per chapter, verse numbers removed."""
-    out = subprocess.run(["bible", "-f", "Gen1:1-Rev22:21"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["bible", "-f", "Gen1:1-Rev22:21"], capture_output=True, text=True, check=True
+    ).stdout
     chapters: dict[str, list[str]] = {}
     for line in out.splitlines():
         m = re.match(r"^(\w+?)(\d+):(\d+)\s+(.*)$", line.strip())
@@ -90,7 +92,12 @@ def bbc_train_docs() -> list[str]:
 
 
 def build_corpus() -> dict[str, list[str]]:
-    return {"kjv": kjv_docs(), "wordnet": wordnet_docs(), "chatterbot": chatterbot_docs(), "bbc": bbc_train_docs()}
+    return {
+        "kjv": kjv_docs(),
+        "wordnet": wordnet_docs(),
+        "chatterbot": chatterbot_docs(),
+        "bbc": bbc_train_docs(),
+    }
 
 
 def is_heldout(doc: str) -> bool:
@@ -314,7 +321,9 @@ def main() -> None:
             return
         if now - t_ckpt > args.ckpt_minutes * 60 or step == args.steps:
             el = elapsed + now - t_start
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "elapsed": el}, ckpt_path)
+            torch.save(
+                {"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "elapsed": el}, ckpt_path
+            )
             t_ckpt = now
             print(f"\ncheckpoint at step {step}, loss {loss.item():.3f}, {el / 60:.1f} min", flush=True)
     bar.close()

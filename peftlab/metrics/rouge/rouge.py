@@ -80,7 +80,8 @@ class Rouge(evaluate.Metric):
         if "rougeLsum" in rouge_types:
             predictions = [split_sentences(p) for p in predictions]
             references = [
-                [split_sentences(r) for r in refs] if multi_ref else split_sentences(refs) for refs in references
+                [split_sentences(r) for r in refs] if multi_ref else split_sentences(refs)
+                for refs in references
             ]
         per_example = {t: [] for t in rouge_types}
         for pred, ref in zip(predictions, references):
