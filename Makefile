@@ -14,7 +14,7 @@ export HF_HUB_OFFLINE     := 1
 export HF_DATASETS_OFFLINE:= 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup test lab lint clean
+.PHONY: setup test lab lint clean workbook student grade
 
 setup: $(STAMP)
 
@@ -29,6 +29,19 @@ test: $(STAMP)
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+# execute every notebook in class mode, keep executed copies in build/workbook, record times in docs/RESULTS.md
+workbook: $(STAMP)
+	$(BIN)/python -m peftlab.nbtools workbook notebooks build/workbook --results docs/RESULTS.md
+
+# student copies (solutions stubbed, hidden tests removed) in build/student
+student: $(STAMP)
+	$(BIN)/python -m peftlab.nbtools student notebooks build/student
+
+# grade SUBMISSIONS/<student>/<NN_topic>.ipynb -> build/grades/gradebook.csv + build/grades/feedback/<student>.md
+grade: $(STAMP)
+	@test -n "$(SUBMISSIONS)" || (echo "usage: make grade SUBMISSIONS=path/to/folder  (one sub-folder per student)"; exit 2)
+	$(BIN)/python -m peftlab.nbtools grade $(SUBMISSIONS) --instructor notebooks --out build/grades
 
 lint: $(STAMP)
 	$(BIN)/ruff check peftlab tests scripts benchmarks
