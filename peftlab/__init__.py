@@ -13,3 +13,13 @@ from .peft_model import PeftModel
 from .registry import METHODS, get_peft_model, make_config
 
 __all__ = ["LoraConfig", "METHODS", "PeftConfig", "PeftModel", "get_device", "get_peft_model", "make_config"]
+
+from . import llama_adapter, multitask, p_tuning, prefix, prompt_tuning  # noqa: E402, F401
+from .llama_adapter import AdaptionPromptConfig  # noqa: E402
+from .multitask import MultitaskPromptTuningConfig  # noqa: E402
+from .p_tuning import PromptEncoderConfig  # noqa: E402
+from .prefix import PrefixTuningConfig  # noqa: E402
+from .prompt_tuning import PromptTuningConfig, nearest_tokens  # noqa: E402
+
+__all__ += ["AdaptionPromptConfig", "MultitaskPromptTuningConfig", "PrefixTuningConfig", "PromptEncoderConfig"]
+__all__ += ["PromptTuningConfig", "nearest_tokens"]
