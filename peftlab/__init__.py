@@ -14,6 +14,15 @@ from .registry import METHODS, get_peft_model, make_config
 
 __all__ = ["LoraConfig", "METHODS", "PeftConfig", "PeftModel", "get_device", "get_peft_model", "make_config"]
 
+from . import adapters, full, ia3, selective  # noqa: E402, F401
+from .adapters import BottleneckConfig  # noqa: E402
+from .full import FullConfig  # noqa: E402
+from .ia3 import IA3Config  # noqa: E402
+from .selective import BitFitConfig, LayerFreezeConfig, LNTuningConfig  # noqa: E402
+
+__all__ += ["BitFitConfig", "BottleneckConfig", "FullConfig", "IA3Config"]
+__all__ += ["LNTuningConfig", "LayerFreezeConfig"]
+
 from . import llama_adapter, multitask, p_tuning, prefix, prompt_tuning  # noqa: E402, F401
 from .llama_adapter import AdaptionPromptConfig  # noqa: E402
 from .multitask import MultitaskPromptTuningConfig  # noqa: E402
@@ -23,3 +32,9 @@ from .prompt_tuning import PromptTuningConfig, nearest_tokens  # noqa: E402
 
 __all__ += ["AdaptionPromptConfig", "MultitaskPromptTuningConfig", "PrefixTuningConfig", "PromptEncoderConfig"]
 __all__ += ["PromptTuningConfig", "nearest_tokens"]
+
+from . import adalora, dora, nf4, qlora  # noqa: E402, F401
+from .adalora import AdaLoraConfig  # noqa: E402
+from .qlora import QLoraConfig  # noqa: E402
+
+__all__ += ["AdaLoraConfig", "QLoraConfig"]
