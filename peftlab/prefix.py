@@ -15,6 +15,10 @@ How it is injected (transformers 5.x): the prefix is exactly what a KV cache hol
 build a `DynamicCache` holding it (an `EncoderDecoderCache` for T5, whose decoder self-attention gets the prefix, as
 in HF peft) and pass it as `past_key_values`; the attention mask gains $n$ ones. Positions continue after the prefix.
 For grouped-query attention (LLaMA) the prefix has `num_key_value_heads` heads, as peft does.
+
+Saved files use peft's layout (`prompt_embeddings`, (n, L * 2 * d_kv), without projection). One difference on
+encoder-decoder models: peft 0.21 gives decoder layer $l$ the prefix stored for layer $2l \bmod L$ (a side effect of how
+it splits its legacy cache tuple), so part of its table is never used; here every layer reads its own rows.
 """
 
 from __future__ import annotations

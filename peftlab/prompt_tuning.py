@@ -203,6 +203,8 @@ class PromptTuningConfig(PromptLearningConfig):
         finally:
             self.tokenizer_name_or_path = tok
         d["tokenizer_name_or_path"] = tok if isinstance(tok, str) else getattr(tok, "name_or_path", None)
+        if d["prompt_tuning_init_ids"] is None:
+            del d["prompt_tuning_init_ids"]  # ours only: HF peft warns about keys it does not know
         return d
 
 
