@@ -174,7 +174,10 @@ def apply_ln_tuning(model: nn.Module, config: LNTuningConfig, adapter_name: str)
         model, config.target_modules, lambda m, p, mod: config.target_modules is not None or is_norm(mod)
     )
     if not chosen:
-        raise ValueError(f"found no LayerNorm/RMSNorm layer with parameters in {type(model).__name__}.")
+        raise ValueError(
+            f"target_modules={config.target_modules!r} selects no LayerNorm/RMSNorm-like layer with parameters of "
+            f"its own in {type(model).__name__}; name norm layers such as 'input_layernorm' or 'ln_1'."
+        )
     wrap(model, chosen, adapter_name, LNTuningLayer)
 
 

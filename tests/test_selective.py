@@ -211,3 +211,10 @@ def test_bad_types(cls, field):
         cls(**{field: 3})
     with pytest.raises(TypeError, match="modules_to_save"):
         cls(modules_to_save="lm_head")
+
+
+def test_norm_targets_without_own_parameters():
+    with pytest.raises(ValueError, match=r"target_modules=\['mlp'\] selects no LayerNorm"):
+        get_peft_model(make_model("llama"), LNTuningConfig(target_modules=["mlp"]))
+    with pytest.raises(ValueError, match="matched no module"):
+        get_peft_model(make_model("llama"), LNTuningConfig(target_modules=["ln_9"]))
