@@ -196,10 +196,8 @@ class AdaLoraController(nn.Module):
         s = {n: self.exp_avg_ipt[n] * self.exp_avg_unc[n] for n in self.exp_avg_ipt}
         scores, name = {}, self.adapter_name
         for prefix in _svd_layers(model, name):
-            key = lambda part: f"{prefix}.{part}.{name}"  # noqa: E731
-            scores[key("lora_E")] = (
-                s[key("lora_E")].view(-1) + s[key("lora_A")].mean(dim=1) + s[key("lora_B")].mean(dim=0)
-            )  # (r,)
+            e, a, b = (f"{prefix}.{part}.{name}" for part in ("lora_E", "lora_A", "lora_B"))
+            scores[e] = s[e].view(-1) + s[a].mean(dim=1) + s[b].mean(dim=0)  # (r,)
         return scores
 
     def mask_to_budget(self, model: nn.Module, budget: int) -> dict[str, list[bool]]:
