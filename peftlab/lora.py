@@ -155,6 +155,11 @@ class LoraEmbedding(LoraLayer):
 def apply_lora(model: nn.Module, config: LoraConfig, adapter_name: str, layer_cls=None) -> list[str]:
     """Wrap every targeted Linear/Conv1D/Embedding of `model` in a LoRA layer holding adapter `adapter_name`."""
     targets = find_targets(model, config.target_modules, layer_types=(*LINEAR_TYPES, nn.Embedding))
+    if config.use_dora:  # DoRA (dora.py) = LoRA with a magnitude vector; imported here, dora.py imports this file
+        from .dora import DoraLinear, check_dora_targets
+
+        check_dora_targets(model, targets)
+        layer_cls = layer_cls or DoraLinear
     for name in targets:
         module = model.get_submodule(name)
         if not isinstance(module, LoraLayer):

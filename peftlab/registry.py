@@ -49,10 +49,15 @@ def method_for(config: PeftConfig) -> Method:
     )
 
 
-def config_class_for(peft_type: str) -> type[PeftConfig]:
-    for m in METHODS.values():
-        if m.config_cls.peft_type == peft_type:
-            return m.config_cls
+def config_class_for(peft_type: str, fields: dict | None = None) -> type[PeftConfig]:
+    """The config class for `peft_type`. When several share it (QLoRA's config extends LoRA's, both "LORA"), the one
+    whose fields cover most keys of the saved `fields` wins; ties go to the first registered."""
+    import dataclasses
+
+    found = list(dict.fromkeys(m.config_cls for m in METHODS.values() if m.config_cls.peft_type == peft_type))
+    if found:
+        cover = lambda cls: len({f.name for f in dataclasses.fields(cls)} & set(fields or ()))  # noqa: E731
+        return max(found, key=cover)  # max keeps the first of equal ones
     known = sorted({m.config_cls.peft_type for m in METHODS.values()})
     raise ValueError(f"peft_type={peft_type!r} is not one peftlab implements; known: {known}.")
 
