@@ -15,7 +15,10 @@ The total rank budget falls from $b_0 = r_0 \cdot n$ to $b_T = r_T \cdot n$ on a
 $$ b(t) = b_T + (b_0 - b_T)\Big(1 - \frac{t - t_i}{T - t_f - t_i}\Big)^3 \quad (t_i < t \le T - t_f), $$
 
 and the lowest-scoring triplets beyond the budget get $\lambda_i = 0$: rank moves to the layers that matter.
-Names follow HF peft (`lora_A`, `lora_E`, `lora_B`, `ranknum`, `rank_pattern`).
+Names follow HF peft (`lora_A`, `lora_E`, `lora_B`, `ranknum`, `rank_pattern`); adapter files load both ways. Two
+differences: `ranknum` is a plain float here (peft keeps a frozen 1-element Parameter per layer, so its "all params"
+is larger by the number of layers), and we save pruned adapters at full size with zeros in `lora_E`, whereas peft
+saves them truncated to the kept ranks (so a peft file saved after pruning does not load here, nor ours in peft).
 """
 
 from __future__ import annotations

@@ -176,3 +176,23 @@ def test_update_without_gradients_is_a_clear_error():
 def test_bad_config(kwargs, match):
     with pytest.raises((ValueError, TypeError), match=match):
         AdaLoraConfig(**{"target_modules": ["q_proj"], "total_step": 100, **kwargs})
+
+
+def test_adapter_files_load_both_ways_before_pruning(tmp_path):
+    """Same key layout as peft (lora_A/lora_E/lora_B, no ranknum). After pruning peft saves truncated tensors plus a
+    rank_pattern, which this loader does not resize (see the report / module docs)."""
+    from peftlab import PeftModel
+
+    ours, theirs = ours_and_peft("llama")
+    ours.eval(), theirs.eval()
+    batch = {
+        k: v for k, v in make_batch("llama").items() if k != "labels"
+    }  # peft's inference AdaLoRA + labels fails
+    ours.save_pretrained(tmp_path / "ours")
+    theirs.save_pretrained(tmp_path / "theirs")
+    in_peft = peft.PeftModel.from_pretrained(make_model("llama"), tmp_path / "ours").eval()
+    in_ours = PeftModel.from_pretrained(make_model("llama"), tmp_path / "theirs")
+    with torch.no_grad():
+        torch.testing.assert_close(in_peft(**batch).logits, ours(**batch).logits, rtol=0, atol=1e-6)
+        torch.testing.assert_close(in_ours(**batch).logits, theirs(**batch).logits, rtol=0, atol=1e-6)
+        assert not torch.allclose(ours(**batch).logits, make_model("llama")(**batch).logits, atol=1e-4)
