@@ -49,3 +49,17 @@ lint: $(STAMP)
 
 clean:
 	rm -rf build .cache .pytest_cache
+
+# the ROUGE showdown (every method vs full FT vs base; resumable) -> docs/results/showdown.{csv,md,png}
+.PHONY: showdown bench
+showdown: $(STAMP)
+	$(BIN)/python -m peftlab.showdown $(SHOWDOWN_ARGS)
+
+# the benchmarks of docs/RESULTS.md (several minutes each on 2 CPU cores) -> docs/results/bench_*.json
+bench: $(STAMP)
+	$(BIN)/python benchmarks/lora_vs_peft.py --model tiny
+	$(BIN)/python benchmarks/lora_vs_peft.py --model smollm2-135m --repeats 8 --batch-size 4
+	$(BIN)/python benchmarks/inference.py --model tiny
+	$(BIN)/python benchmarks/inference.py --model smollm2-135m --repeats 10
+	$(BIN)/python benchmarks/memory.py --model smollm2-135m
+	$(BIN)/python benchmarks/nf4.py --model smollm2-135m
