@@ -22,6 +22,7 @@ import hashlib
 import html
 import importlib.util
 import io
+import re
 import zipfile
 from pathlib import Path
 
@@ -173,6 +174,8 @@ def _dialogsum() -> list[dict]:
             out.append(
                 {
                     "id": f"dialogsum-{row['id']}",
+                    # the test set has 3 summaries per dialogue (test_0_1, test_0_2, ...): split them together
+                    "group": "dialogsum-" + re.sub(r"^(test_\d+)_\d+$", r"\1", str(row["id"])),
                     "text": row["dialogue"],
                     "target": row["summary"],
                     "template": "Summarize the following conversation.\n\n{text}\n\nSummary:",
@@ -205,14 +208,14 @@ def load(name: str, split: str = "train", limit: int | None = None) -> list[dict
     _check_split(split)
     examples = _LOADERS[name]()
     if split != "all":
-        examples = [e for e in examples if split_of(e["id"]) == split]
+        examples = [e for e in examples if split_of(e.get("group", e["id"])) == split]
     return examples[:limit] if limit is not None else examples
 
 
 def split_sizes(name: str) -> dict[str, int]:
     """{"train": n, "val": n, "test": n} for a dataset."""
     examples = load(name, "all")
-    return {s: sum(split_of(e["id"]) == s for e in examples) for s in SPLITS}
+    return {s: sum(split_of(e.get("group", e["id"])) == s for e in examples) for s in SPLITS}
 
 
 # ----------------------------------------------------------------------------- prompts and features
@@ -305,3 +308,23 @@ class Collator:
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
         return collate(features, self.pad_token_id)
+
+
+# ----------------------------------------------------------------------------- provenance
+def source_files(name: str) -> list[Path]:
+    """The installed files a dataset is read from (what data/README.md's sha256 covers)."""
+    if name in ("bbc-headlines", "bbc-topics"):
+        return sorted(bbc_dir().glob("*/*.txt"))
+    if name == "drug-reviews":
+        return [drug_zip()]
+    raise ValueError(f"{name!r} has no installed files; offline datasets: {', '.join(OFFLINE_DATASETS)}")
+
+
+def source_sha256(name: str) -> str:
+    """sha256 of a dataset's source: of the file itself when there is one, else of a manifest with one
+    line "<topic>/<file> <sha256 of file>" per file (sorted), so a changed or missing article shows."""
+    files = source_files(name)
+    if len(files) == 1:
+        return hashlib.sha256(files[0].read_bytes()).hexdigest()
+    lines = [f"{p.parent.name}/{p.name} {hashlib.sha256(p.read_bytes()).hexdigest()}\n" for p in files]
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
