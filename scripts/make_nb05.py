@@ -18,7 +18,6 @@ cells = [
     quiet()
 
     import copy
-    import statistics
     import time
     from collections import OrderedDict
 
@@ -300,25 +299,23 @@ cells = [
         same = torch.allclose(lora_model(**batch).logits, merged(**batch).logits, atol=1e-4)
     print(f"merged outputs equal the adapted model's: {same}")
 
-    def latency_ms(m, repeats=pick(15, 3)):
-        times = []
+    def forward_ms(m):
+        t = time.perf_counter()
         with torch.no_grad():
-            m(**batch)  # warm-up
-            for _ in range(repeats):
-                t = time.perf_counter()
-                m(**batch)
-                times.append(1000 * (time.perf_counter() - t))
-        return statistics.median(times)
+            m(**batch)
+        return 1000 * (time.perf_counter() - t)
 
-    with lora_model.disable_adapter():
-        t_base = latency_ms(lora_model)
-    timing = pd.DataFrame({"forward pass of 8 articles (ms, median)": {
-        "base model": t_base, "LoRA, not merged": latency_ms(lora_model), "LoRA, merged": latency_ms(merged)}})
+    contenders = {"base model (untouched copy)": pristine, "LoRA, not merged": lora_model, "LoRA, merged": merged}
+    best = {name: float("inf") for name in contenders}
+    for _ in range(pick(15, 3)):  # interleaved rounds; the best time is the least disturbed by other programs
+        for name, m in contenders.items():
+            best[name] = min(best[name], forward_ms(m))
+    timing = pd.DataFrame({"forward pass of 8 articles (ms, best of rounds)": best})
     display(timing.round(1))
     """),
     md(r"""
-    The unmerged adapter adds two small matrix products per targeted layer (a few percent here; timings on a
-    shared CPU jitter by a few ms); merged, the model *is* a base-sized model again.
+    The unmerged adapter adds two small matrix products per targeted layer (a few percent here; on a busy
+    shared CPU the timings jitter, which is why we keep the best of several rounds); merged, the model *is* a base-sized model again.
     The catch: a merged model serves one task. To serve several tasks from one base, keep the adapters separate
     and switch between them.
 
@@ -326,7 +323,7 @@ cells = [
 
     We add a second adapter to the same base model, for a different task: the article's **topic** (`bbc-topics`:
     business, entertainment, politics, sport, tech). Only the active adapter trains; the headline adapter is
-    untouched. Then each adapter is saved: a few hundred kilobytes each, next to a 26 MB base model.
+    untouched. Then each adapter is saved: well under a megabyte each, next to a 26 MB base model.
     """),
     code(r"""
     lora_model.add_adapter("topics", LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"]))
@@ -353,7 +350,10 @@ cells = [
     server = PeftModel.from_pretrained(fresh_base, str(OUT / "adapters" / "headlines"), adapter_name="headlines")
     server.load_adapter(str(OUT / "adapters" / "topics"), adapter_name="topics")
 
-    articles = topic_test[:pick(4, 2)]
+    by_topic = {}
+    for e in topic_test:
+        by_topic.setdefault(e["target"], e)  # the first test article of each topic
+    articles = list(by_topic.values())[:pick(5, 2)]
     out = {"real topic": [e["target"] for e in articles]}
     for task in ("headlines", "topics"):
         server.set_adapter(task)
