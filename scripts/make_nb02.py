@@ -223,19 +223,29 @@ cells = [
     fig.savefig(OUT / "selective_runs.png", dpi=100)
     plt.show()
     """),
+    code(r"""
+    best_task = trained["task loss"].idxmin()
+    most_forgot = trained["forgetting (text loss change)"].idxmax()
+    print(f"lowest task loss       : {best_task} ({trained.loc[best_task, 'task loss']:.3f})")
+    print(f"most forgetting        : {most_forgot} (+{trained.loc[most_forgot, 'forgetting (text loss change)']:.3f})")
+    for label in trained.index:
+        print(f"{label:14s} forgot {trained.loc[label, 'forgetting (text loss change)']:+.3f} while its task loss "
+              f"fell by {before[0] - trained.loc[label, 'task loss']:.3f}")
+    """),
     md(r"""
-    **Reading the results.** With the same steps and data, full fine-tuning usually moves the task loss most, and
-    it also moves the pretraining-text loss most: every weight is free to change, including the ones general
-    text relies on. Training only the top blocks changes less of the model: the lower blocks, which build the
-    general representations, stay exactly as pretrained. Norm-only tuning changes almost nothing; it is cheap,
-    but it has little room to learn.
+    **Reading the results.** Full fine-tuning lets every weight move, including the ones plain text relies on, so
+    it is the method that forgets most: its pretraining-text loss rises far more than the others'. Training only
+    the top blocks changes less: the lower blocks, which build the general representations, stay exactly as
+    pretrained. Norm-only tuning changes almost nothing; it is cheap and barely forgets, but it has little room to
+    learn. Note that "trains more" did not mean "learns the task best" here: with the same learning rate and
+    steps, full fine-tuning's updates to every layer also disturb what the task needs, and a well-chosen subset
+    can do as well or better.
 
     This is the "mixed results" of selective fine-tuning on transformers: which subset to train is a guess
-    that depends on the model and the task. A few layers can learn too little, many layers cost almost as much
-    as full fine-tuning, and BitFit, strong on BERT, has nothing to train on bias-free LLaMAs. The additive and
-    reparameterization methods of the next notebooks add *new* small parameters instead of choosing old ones.
-    (The runs are short and the model tiny: read the table as a trend, and re-run with more steps to see it
-    grow.)
+    that depends on the model and the task. A few parameters can learn too little, many layers cost almost as
+    much as full fine-tuning, and BitFit, strong on BERT, has nothing to train on bias-free LLaMAs. The additive
+    and reparameterization methods of the next notebooks add *new* small parameters instead of choosing old ones.
+    (The runs are short and the model tiny: read the table as a trend.)
 
     ### One copy per task
     Full fine-tuning's result is a whole new model; a selective method's result is just the tensors it trained:
