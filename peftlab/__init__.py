@@ -1,40 +1,66 @@
 """peftlab: parameter-efficient fine-tuning from scratch, for teaching.
 
-from peftlab import LoraConfig, get_peft_model
-model = get_peft_model(base, LoraConfig(r=8, target_modules=["q_proj", "v_proj"]))
-model.print_trainable_parameters()
+    from peftlab import LoraConfig, get_peft_model
+    model = get_peft_model(base, LoraConfig(r=8, target_modules=["q_proj", "v_proj"]))
+    model.print_trainable_parameters()
+
+Every method file registers itself on import (`peftlab.METHODS` lists them; `make_config(name, ...)` builds one).
 """
 
-from . import lora  # noqa: F401  (each method module registers itself on import)
+# each method module registers itself on import
+from . import (  # noqa: F401
+    adalora,
+    adapters,
+    dora,
+    full,
+    ia3,
+    llama_adapter,
+    lora,
+    multitask,
+    nf4,
+    p_tuning,
+    prefix,
+    prompt_tuning,
+    qlora,
+    selective,
+)
+from .adalora import AdaLoraConfig
+from .adapters import BottleneckConfig
 from .config import PeftConfig
 from .device import get_device
+from .full import FullConfig
+from .ia3 import IA3Config
+from .llama_adapter import AdaptionPromptConfig
 from .lora import LoraConfig
+from .multitask import MultitaskPromptTuningConfig
+from .p_tuning import PromptEncoderConfig
 from .peft_model import PeftModel
+from .prefix import PrefixTuningConfig
+from .prompt_tuning import PromptTuningConfig, nearest_tokens
+from .qlora import QLoraConfig
 from .registry import METHODS, get_peft_model, make_config
+from .selective import BitFitConfig, LayerFreezeConfig, LNTuningConfig
 
-__all__ = ["LoraConfig", "METHODS", "PeftConfig", "PeftModel", "get_device", "get_peft_model", "make_config"]
-
-from . import adapters, full, ia3, selective  # noqa: E402, F401
-from .adapters import BottleneckConfig  # noqa: E402
-from .full import FullConfig  # noqa: E402
-from .ia3 import IA3Config  # noqa: E402
-from .selective import BitFitConfig, LayerFreezeConfig, LNTuningConfig  # noqa: E402
-
-__all__ += ["BitFitConfig", "BottleneckConfig", "FullConfig", "IA3Config"]
-__all__ += ["LNTuningConfig", "LayerFreezeConfig"]
-
-from . import llama_adapter, multitask, p_tuning, prefix, prompt_tuning  # noqa: E402, F401
-from .llama_adapter import AdaptionPromptConfig  # noqa: E402
-from .multitask import MultitaskPromptTuningConfig  # noqa: E402
-from .p_tuning import PromptEncoderConfig  # noqa: E402
-from .prefix import PrefixTuningConfig  # noqa: E402
-from .prompt_tuning import PromptTuningConfig, nearest_tokens  # noqa: E402
-
-__all__ += ["AdaptionPromptConfig", "MultitaskPromptTuningConfig", "PrefixTuningConfig", "PromptEncoderConfig"]
-__all__ += ["PromptTuningConfig", "nearest_tokens"]
-
-from . import adalora, dora, nf4, qlora  # noqa: E402, F401
-from .adalora import AdaLoraConfig  # noqa: E402
-from .qlora import QLoraConfig  # noqa: E402
-
-__all__ += ["AdaLoraConfig", "QLoraConfig"]
+__all__ = [
+    "METHODS",
+    "AdaLoraConfig",
+    "AdaptionPromptConfig",
+    "BitFitConfig",
+    "BottleneckConfig",
+    "FullConfig",
+    "IA3Config",
+    "LNTuningConfig",
+    "LayerFreezeConfig",
+    "LoraConfig",
+    "MultitaskPromptTuningConfig",
+    "PeftConfig",
+    "PeftModel",
+    "PrefixTuningConfig",
+    "PromptEncoderConfig",
+    "PromptTuningConfig",
+    "QLoraConfig",
+    "get_device",
+    "get_peft_model",
+    "make_config",
+    "nearest_tokens",
+]
