@@ -145,9 +145,13 @@ class Ledger:
 
     def __init__(self, path: Path):
         self.path = path
+        self.reload()
+
+    def reload(self) -> None:
+        """Read the file again (another worker may have finished jobs since: workers can share one ledger)."""
         self.records: dict[str, dict] = {}
-        if path.is_file():
-            for line in path.read_text().splitlines():
+        if self.path.is_file():
+            for line in self.path.read_text().splitlines():
                 if line.strip():
                     try:
                         rec = json.loads(line)
@@ -242,12 +246,36 @@ def train_one(method: str, lr: float, seed: int, base_loader, data_, args):
     from .train import train
 
     model, tok = build(method, base_loader, args)
-    on_step = (lambda step, m: m.update_and_allocate(step)) if method == "adalora" else None
+    handle = None
+    if method == "adalora":
+        # AdaLoRA's budget step reads this step's gradients, so it must run after optimizer.step() and before
+        # zero_grad; `train(on_step=...)` runs after zero_grad, hence a (temporary, global) optimizer post-hook.
+        count = {"step": 0}
+
+        def after_step(opt, *_):
+            count["step"] += 1
+            model.update_and_allocate(count["step"])
+
+        from torch.optim.optimizer import register_optimizer_step_post_hook
+
+        handle = register_optimizer_step_post_hook(after_step)
     t0 = time.time()
-    hist = train(
-        model, tok, data_["train"], steps=args.steps, lr=lr, batch_size=args.batch_size, max_len=args.max_len,
-        max_target_len=args.max_target_len, seed=seed, on_step=on_step, progress=not args.quiet,
-    )  # fmt: skip
+    try:
+        hist = train(
+            model,
+            tok,
+            data_["train"],
+            steps=args.steps,
+            lr=lr,
+            batch_size=args.batch_size,
+            max_len=args.max_len,
+            max_target_len=args.max_target_len,
+            seed=seed,
+            progress=not args.quiet,
+        )
+    finally:
+        if handle is not None:
+            handle.remove()
     seconds = time.time() - t0
     secs = [b["seconds"] - a["seconds"] for a, b in zip(hist.records, hist.records[1:])] or [seconds]
     val = task_loss(model, tok, data_["val"], args.max_len, args.max_target_len)
@@ -424,27 +452,33 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+FAMILY_COLORS = {
+    "baseline": "black",
+    "selective": "tab:brown",
+    "additive: adapter": "tab:orange",
+    "additive: scaling": "tab:red",
+    "additive: soft prompt": "tab:green",
+    "reparameterization": "tab:blue",
+    "hybrid": "tab:purple",
+}
+
+
+def family_color(family: str) -> str:
+    return FAMILY_COLORS.get(family, "tab:gray")
+
+
 def plot(rows: list[dict], path: Path, title: str = "") -> None:
     """ROUGE-1 and ROUGE-L vs trainable % (log x); the untrained base as a dashed line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     summ = [s for s in summarize(rows) if s["status"] == "ok"]
     base = next((s for s in summ if s["method"] == "base"), None)
     pts = [s for s in summ if s["method"] != "base"]
     fig, axes = plt.subplots(1, 2, figsize=(13, 5), sharey=False)
-    colors = {
-        "baseline": "black",
-        "selective": "tab:brown",
-        "hybrid": "tab:purple",
-        "reparameterization": "tab:blue",
-    }
     for ax, metric, label in zip(axes, ("rouge1", "rougeL"), ("ROUGE-1", "ROUGE-L")):
         for s in pts:
-            c = colors.get(s["family"], "tab:orange" if "adapter" in s["family"] else "tab:green")
-            c = "tab:red" if "scaling" in s["family"] else c
+            c = family_color(s["family"])
             err = s.get(metric + "_spread")
             ax.errorbar(
                 s["trainable_pct"], s[metric], yerr=(err / 2 if err else None), fmt="o", color=c, capsize=3
@@ -458,20 +492,22 @@ def plot(rows: list[dict], path: Path, title: str = "") -> None:
             )
         if base:
             ax.axhline(base[metric], ls="--", color="gray")
-            ax.text(
-                0.01,
-                base[metric],
-                " base (no training)",
+            ax.annotate(
+                "base (no training)",
+                xy=(0.02, base[metric]),
+                xycoords=("axes fraction", "data"),
                 va="bottom",
                 color="gray",
                 fontsize=8,
-                transform=ax.get_yaxis_transform(),
             )
         ax.set_xscale("log")
         ax.set_xlabel("trainable parameters (% of the model, log scale)")
         ax.set_ylabel(f"{label} F on the test split")
         ax.grid(alpha=0.3, which="both")
         ax.set_title(label)
+    shown = dict.fromkeys(s["family"] for s in pts)
+    handles = [Line2D([], [], marker="o", ls="", color=family_color(f), label=f) for f in shown]
+    axes[0].legend(handles=handles, fontsize=8, loc="best", title="family", title_fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -585,6 +621,7 @@ def main(argv=None) -> list[dict]:
     base_heldout = ledger.get(hkey)["loss"]
     for method, seed in jobs:
         key = run_key(settings, kind="row", method=method, seed=seed)
+        ledger.reload()
         rec = ledger.get(key)
         if rec is not None and (rec["row"]["status"] == "ok" or method not in METHODS):
             log(f"skip {method} seed={seed}: row done before")
