@@ -429,12 +429,12 @@ def _size(b) -> str:
 def markdown_table(rows: list[dict]) -> str:
     head = (
         "| method | family | lr | ROUGE-1 | ROUGE-2 | ROUGE-L | ROUGE-Lsum | trainable | trainable % | adapter file "
-        "| train memory | s/step | forgetting |\n|" + "---|" * 13
+        "| train memory | s/step | val loss | forgetting |\n|" + "---|" * 14
     )
     lines = [head]
     for s in summarize(rows):
         if s["status"] != "ok":
-            lines.append(f"| {s['method']} | {s['family']} | " + f"{s['status'][:90]} |" + " |" * 10)
+            lines.append(f"| {s['method']} | {s['family']} | " + f"{s['status'][:90]} |" + " |" * 11)
             continue
 
         def r(c, s=s):
@@ -447,7 +447,7 @@ def markdown_table(rows: list[dict]) -> str:
         lines.append(
             f"| {s['method']} | {s['family']} | {lr} | {r('rouge1')} | {r('rouge2')} | {r('rougeL')} | "
             f"{r('rougeLsum')} | {int(s['trainable_params']):,} | {s['trainable_pct']:.3f} | "
-            f"{_size(s['adapter_bytes']) if s['adapter_bytes'] else '-'} | {mem} | {sps} | {s['forgetting']:+.3f} |"
+            f"{_size(s['adapter_bytes']) if s['adapter_bytes'] else '-'} | {mem} | {sps} | {s['val_loss']:.3f} | {s['forgetting']:+.3f} |"
         )
     return "\n".join(lines)
 
