@@ -1,6 +1,6 @@
 """Render docs/results/bench_*.json as the markdown tables of docs/RESULTS.md (prints to stdout).
 
-    python benchmarks/report.py > build/bench_tables.md
+python benchmarks/report.py > build/bench_tables.md
 """
 
 from __future__ import annotations
@@ -33,8 +33,14 @@ def main():
             f"| {m} | {r['batch'][0]}x{r['batch'][1]} | {iqr(s['peftlab'])} | {iqr(s['peft'])} | "
             f"{iqr(r['step_time_ratio'])} | {r['memory_ratio']:.4f} | `{r['command']}` |"
         )
-    out += ["", "#### 2. Inference latency: merged LoRA vs base, unmerged LoRA overhead (forward, no grad)", ""]
-    out += ["| model | batch | base s | merged / base | unmerged / base | max logit diff merged vs unmerged | command |"]
+    out += [
+        "",
+        "#### 2. Inference latency: merged LoRA vs base, unmerged LoRA overhead (forward, no grad)",
+        "",
+    ]
+    out += [
+        "| model | batch | base s | merged / base | unmerged / base | max logit diff merged vs unmerged | command |"
+    ]
     out += ["|---|---|---|---|---|---|---|"]
     for m in ("tiny", "smollm2-135m"):
         r = load(f"inference_{m}")
@@ -63,7 +69,9 @@ def main():
             if "peak_rss_MB" in c:
                 out.append(f"| {k} | | peak RSS of the process | | {c['peak_rss_MB']:.0f} |")
     out += ["", "#### 4. NF4: storage and dequantization throughput vs bitsandbytes (CPU)", ""]
-    out += ["| model | bits/param (QLoRA frozen base) | bnb bits/param | peftlab Mparam/s | bnb Mparam/s | max abs diff vs bnb | command |"]
+    out += [
+        "| model | bits/param (QLoRA frozen base) | bnb bits/param | peftlab Mparam/s | bnb Mparam/s | max abs diff vs bnb | command |"
+    ]
     out += ["|---|---|---|---|---|---|---|"]
     for m in ("tiny", "smollm2-135m"):
         r = load(f"nf4_{m}")
