@@ -267,10 +267,31 @@ def generate(
     return outputs
 
 
+@torch.no_grad()
+def evaluate_loss(
+    model, tokenizer, examples: list[dict], *, max_len: int = 256, batch_size: int = 16
+) -> float:
+    """Mean cross-entropy (nats per target token) on held-out examples: only the answer tokens count."""
+    features = to_features(model, tokenizer, examples, max_len)
+    collator, dev = data_mod.Collator(tokenizer), next(model.parameters()).device
+    model.eval()
+    total, count = 0.0, 0
+    for i in range(0, len(features), batch_size):
+        batch = {k: v.to(dev) for k, v in collator(features[i : i + batch_size]).items()}  # each (B, T)
+        labels = batch["labels"] if is_seq2seq(model) else batch["labels"][:, 1:]  # causal LMs shift by one
+        n = int((labels != data_mod.IGNORE_INDEX).sum())
+        total += model(**batch).loss.item() * n  # HF averages over the (shifted) target tokens
+        count += n
+    return total / max(count, 1)
+
+
 def evaluate_rouge(
     model, tokenizer, examples: list[dict], *, first_line: bool = True, **generate_kwargs
 ) -> dict:
-    """Generate for each example and score against its target: {"rouge1", "rouge2", "rougeL", "rougeLsum"}."""
+    """Generate for each example and score against its target: {"rouge1", "rouge2", "rougeL", "rougeLsum"}.
+
+    Greedy decoding of a weak model often stops at once (EOS is the single likeliest token): pass
+    `min_new_tokens=4` to force an answer."""
     from .rouge import compute_rouge
 
     preds = generate(model, tokenizer, examples, first_line=first_line, **generate_kwargs)
@@ -302,7 +323,8 @@ def main(argv=None) -> None:
 
     model, tok = models.load(args.model)
     test = data_mod.load(args.task, "test", limit=args.test_limit)
-    gen = dict(max_new_tokens=20, max_input_len=args.max_len, batch_size=25)
+    gen = dict(max_new_tokens=20, min_new_tokens=4, max_input_len=args.max_len, batch_size=25)
+    loss_before = evaluate_loss(model, tok, test, max_len=args.max_len)
     before = evaluate_rouge(model, tok, test, **gen)
     torch.manual_seed(args.seed)
     peft = get_peft_model(
@@ -326,11 +348,13 @@ def main(argv=None) -> None:
     from .rouge import compute_rouge
 
     after = compute_rouge(preds, [str(e["target"]) for e in test])
+    loss_after = evaluate_loss(peft, tok, test, max_len=args.max_len)
     print(
         f"fine-tune: {len(hist)} steps in {hist[-1]['seconds']:.0f} s wall, {cpu:.0f} s CPU "
         f"({torch.get_num_threads()} threads), loss {hist.losses[0]:.3f} -> "
         f"{sum(hist.losses[-10:]) / len(hist.losses[-10:]):.3f} (mean of last 10)"
     )
+    print(f"held-out loss per answer token: before {loss_before:.3f}, after {loss_after:.3f}")
     for e, p in list(zip(test, preds))[:5]:
         print(f"  {e['target']!r:60} <- {p!r}")
     print(

@@ -113,7 +113,9 @@ def test_drug_reviews_labels():
 @pytest.mark.parametrize("name", ["bbc-headlines", "drug-reviews"])
 def test_sha256_matches_readme(name):
     readme = (ROOT / "data" / "README.md").read_text()
-    row = next(line for line in readme.splitlines() if f"`{name}`" in line and re.search(r"`[0-9a-f]{64}`", line))
+    row = next(
+        line for line in readme.splitlines() if f"`{name}`" in line and re.search(r"`[0-9a-f]{64}`", line)
+    )
     want = re.search(r"`([0-9a-f]{64})`", row).group(1)
     if name == "drug-reviews":  # one file: hash it here directly
         got = hashlib.sha256(data.drug_zip().read_bytes()).hexdigest()
