@@ -178,9 +178,9 @@ def train(
         if max_grad_norm:
             torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
         opt.step()
-        opt.zero_grad(set_to_none=True)
-        if on_step is not None:
+        if on_step is not None:  # before zero_grad: AdaLoRA's update_and_allocate reads the gradients
             on_step(step, model)
+        opt.zero_grad(set_to_none=True)
         history.records.append(
             {"step": step, "loss": total, "lr": opt.param_groups[0]["lr"], "seconds": time.time() - t0}
         )

@@ -218,14 +218,14 @@ def test_evaluate_rouge_scores_the_generations(tok):
 # ----------------------------------------------------------------------------- the headline task
 @pytest.mark.slow
 def test_short_lora_finetune_teaches_tiny_the_headline_format(tok):
-    """100 LoRA steps on CPU: the held-out (test split) headline loss falls and answers become one short line.
+    """60 LoRA steps on CPU: the held-out (test split) headline loss falls and answers become one short line.
 
     What tiny learns in minutes is the task's form (a short headline, then EOS), not yet good content:
-    ROUGE-1 stays near the base model's (see data/models/peftlab-tiny/README.md for measured numbers).
+    ROUGE-1 stays low (see data/models/peftlab-tiny/README.md for measured numbers).
     """
     torch.manual_seed(0)
     model = models.load("tiny", device="cpu")[0]
-    test_ex = data.load("bbc-headlines", "test", limit=40)
+    test_ex = data.load("bbc-headlines", "test", limit=24)
     before = evaluate_loss(model, tok, test_ex, max_len=96)
     base_out = generate(
         model, tok, test_ex[:10], max_new_tokens=24, min_new_tokens=4, max_input_len=96, progress=False
@@ -235,7 +235,7 @@ def test_short_lora_finetune_teaches_tiny_the_headline_format(tok):
         peft,
         tok,
         data.load("bbc-headlines", "train"),
-        steps=100,
+        steps=60,
         lr=5e-3,
         batch_size=8,
         max_len=96,
@@ -249,3 +249,28 @@ def test_short_lora_finetune_teaches_tiny_the_headline_format(tok):
     assert after < before - 0.5
     assert sum(len(o.split()) <= 10 and "\n" not in o for o in out) >= 8  # stops like a headline
     assert sum(len(o.split()) <= 10 and "\n" not in o for o in base_out) <= 5  # the base model rambles
+
+
+def test_on_step_sees_the_gradients_adalora_prunes(tok, examples):
+    """`on_step` runs after optimizer.step() and before zero_grad, so AdaLoRA's update_and_allocate can score."""
+    from peftlab import AdaLoraConfig
+    from peftlab.adalora import rank_pattern
+
+    cfg = AdaLoraConfig(
+        init_r=4, target_r=1, tinit=1, tfinal=1, total_step=6, target_modules=["q_proj", "v_proj"]
+    )
+    model = get_peft_model(tiny_llama(len(tok)), cfg)
+    train(
+        model,
+        tok,
+        examples,
+        steps=6,
+        batch_size=2,
+        max_len=48,
+        progress=False,
+        on_step=lambda step, m: m.update_and_allocate(step),
+    )
+    ranks = rank_pattern(model)
+    assert ranks and sum(ranks.values()) == len(ranks) * 1, (
+        ranks
+    )  # pruned down to target_r per layer on average
