@@ -238,6 +238,24 @@ def build_prompt(example: dict, tokenizer=None, max_tokens: int | None = None) -
     return before + text + after
 
 
+HEADLINE_INSTRUCTION = "Write a short headline for this news article.\n\n"
+
+
+def build_chat_prompt(
+    example: dict, tokenizer, max_tokens: int | None = None, instruction: str = HEADLINE_INSTRUCTION
+) -> str:
+    """Prompt engineering for an instruct model: `instruction` + the article as one user turn of its chat template.
+
+    The article (never the instruction) is cut to `max_tokens` tokens. Needs a tokenizer with a chat template."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError(
+            "this tokenizer has no chat template (a base model, not an instruct one): use build_prompt"
+        )
+    text = build_prompt(dict(example, template="{text}"), tokenizer, max_tokens)
+    turns = [{"role": "user", "content": instruction + text}]
+    return tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
+
+
 def format_causal(
     examples: list[dict], tokenizer, max_len: int = 256, max_target_len: int = 48
 ) -> list[dict]:
