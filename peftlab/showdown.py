@@ -295,8 +295,11 @@ def train_one(method: str, lr: float, seed: int, steps: int, base_loader, data_,
 
 def choose_lr(method, seed, base_loader, data_, args, ledger, settings, log) -> tuple[float, list[dict]]:
     """Proxy runs over the grid (each recorded in the ledger), best val loss wins."""
+    grid = lr_grid(args.model, method, args.grid_size)
+    if len(grid) == 1:  # nothing to choose: no proxy run
+        return grid[0], []
     runs = []
-    for lr in lr_grid(args.model, method, args.grid_size):
+    for lr in grid:
         key = run_key(settings, kind="proxy", method=method, lr=lr, seed=seed)
         rec = ledger.get(key)
         if rec is None:

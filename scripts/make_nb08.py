@@ -7,9 +7,9 @@ cells = [
     # 08 · The real model: SmolLM2-135M
 
     **Goal.** Leave the 6.5M-parameter classroom model behind and do it on a real, publicly released language
-    model, still offline, on a CPU: compare its zero-shot headlines with LoRA-tuned ones (ROUGE), *measure* the
-    training memory of full fine-tuning vs LoRA on it next to the prediction, and look at two data concerns
-    with numbers: memorisation of a duplicated private record, and in-context learning as the alternative.
+    model, still offline, on a CPU: compare its zero-shot headlines with LoRA-tuned and fully fine-tuned ones
+    (ROUGE), *measure* the training memory of full fine-tuning vs LoRA on it next to the prediction, and look at
+    two data concerns with numbers: memorisation of a duplicated private record, and in-context learning as the alternative.
     A clearly marked cell at the end runs the classic FLAN-T5 + DialogSum version when you are online.
 
     Concepts: ROUGE for base vs PEFT (22), the memory bill (2) and what PEFT saves (4) on a real model, data
@@ -104,11 +104,13 @@ cells = [
     the instruct model does write headline-like lines, often long ones, in its own style (capitalised words,
     colons), and not always about the right thing.
 
-    ## 3. LoRA on the real model
+    ## 3. LoRA and full fine-tuning on the real model
 
-    LoRA with $r = 8$ on the query and value projections of all 30 blocks. The training set is a small slice of
-    `bbc-headlines` seen once: a few dozen examples, well under a minute on a CPU. (We also slip one made-up
-    private record into it, several times; section 5 comes back to it.)
+    Two ways to train the same model on the same examples, in the same order: **LoRA** with $r = 8$ on the query
+    and value projections of all 30 blocks, and **full fine-tuning** of all 135M weights (at a much smaller
+    learning rate: every weight moves). The training set is a small slice of `bbc-headlines` seen once: a few
+    dozen examples, under a minute each on a CPU. (We also slip one made-up private record into it, several
+    times; section 5 comes back to it.)
     """),
     code(r"""
     STEPS = pick(12, 2)               # optimizer steps
@@ -137,35 +139,50 @@ cells = [
     records = [CANARY] + CONTROLS
     before = {r["id"]: secret_probability(model, r) for r in records}
 
+    full_model = copy.deepcopy(model)                      # its own copy: every weight trains
     lora_model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"]))
     lora_model.print_trainable_parameters()
-    t0 = time.time()
-    history = train(lora_model, tok, train_examples, steps=STEPS, lr=2e-3, batch_size=BATCH, max_len=MAX_LEN)
-    print(f"{STEPS} steps in {time.time() - t0:.1f} s")
+    LORA, FULL = "LoRA r=8 (q, v), lr 2e-3", "full fine-tuning, lr 5e-5"
+    histories, seconds = {}, {}
+    for name, m, lr in [(LORA, lora_model, 2e-3), (FULL, full_model, 5e-5)]:
+        t0 = time.time()
+        histories[name] = train(m, tok, train_examples, steps=STEPS, lr=lr, batch_size=BATCH, max_len=MAX_LEN,
+                                progress=False)
+        seconds[name] = time.time() - t0
+        print(f"{name}: {STEPS} steps in {seconds[name]:.1f} s")
 
     fig, ax = plt.subplots(figsize=(6, 2.8))
-    history.plot(ax=ax, label="loss per step (batch of 4)")
-    ax.set_title("LoRA r=8 (q_proj, v_proj) on SmolLM2-135M")
+    for name, h in histories.items():
+        h.plot(ax=ax, label=name)
+    ax.set_title("SmolLM2-135M: loss per step (batch of 4, same examples)")
     fig.tight_layout()
     fig.savefig(OUT / "loss.png", dpi=100)
     plt.show()
     """),
     code(r"""
     lora_out = headlines(lora_model, test_set)
+    full_out = headlines(full_model, test_set)
     scores = {"zero-shot, plain prompt": compute_rouge(zero_shot, refs),
               "zero-shot, instruction (chat)": compute_rouge(instructed, refs),
-              "LoRA, plain prompt": compute_rouge(lora_out, refs)}
-    display(pd.DataFrame({"real headline": refs, "instruction (chat)": instructed, "LoRA": lora_out}).head(6))
+              "LoRA, plain prompt": compute_rouge(lora_out, refs),
+              "full fine-tuning, plain prompt": compute_rouge(full_out, refs)}
+    display(pd.DataFrame({"real headline": refs, "instruction (chat)": instructed, "LoRA": lora_out,
+                          "full FT": full_out}).head(6))
     display(pd.DataFrame(scores).T.round(3))
+    r1 = {k: v["rouge1"] for k, v in scores.items()}
+    if not FAST:  # what the prose below says: both trained models beat the untrained plain prompt
+        assert min(r1["LoRA, plain prompt"], r1["full fine-tuning, plain prompt"]) > r1["zero-shot, plain prompt"]
+    print(f"full fine-tuning took {seconds[FULL] / seconds[LORA]:.1f}x LoRA's time for the same {STEPS} steps")
     """),
     md(r"""
     What did a dozen steps on a CPU buy? Mostly the **form** of the task: short lines in the BBC's terse style,
-    usually about the right subject, which is where ROUGE's word overlap comes from. The facts are another
-    matter: read the table, some headlines name the wrong people or numbers, and ROUGE does not notice when the
-    right words are used to say something false. The LoRA model also beats the instruction prompt, but 12 test
-    articles are a small sample (one lucky headline moves the average), so treat the gap as a direction, not a
-    measurement. Real runs use thousands of examples and several epochs; notebook 07 compares methods with longer
-    training on the tiny model.
+    usually about the right subject, which is where ROUGE's word overlap comes from. Both trained models beat the
+    untrained plain prompt (the cell asserts it). The facts are another matter: read the table, some headlines
+    name the wrong people or numbers, and ROUGE does not notice when the right words are used to say something
+    false. How LoRA, full fine-tuning and the instruction prompt compare with each other, 12 test articles cannot
+    settle (one lucky headline moves the average): treat those gaps as noise until measured properly. Notebook 07
+    does that: its committed table trains every method on this same model for 60 steps and scores all 209 test
+    articles with bootstrap intervals.
 
     ### ROUGE-1 by hand
     ROUGE-1 counts the words a prediction shares with the reference. Both are lowercased and split into words
@@ -209,9 +226,6 @@ cells = [
     code(r"""
     batch = data.collate(data.format_causal(test_pool[:2], tok, max_len=MAX_LEN), tok.pad_token_id)  # (2, T)
 
-    full_model = copy.deepcopy(lora_model).unload()       # the plain base model, every weight trainable
-    for p in full_model.parameters():
-        p.requires_grad_(True)
     n_lora = lora_model.get_nb_trainable_parameters()[0]
 
     measured = {"full fine-tuning": memory.measure_step(full_model, batch),
@@ -377,8 +391,8 @@ cells = [
     ## Recap
     * The workbook's methods run unchanged on a real 135M-parameter model, offline, on a CPU: `get_peft_model`
       with `LoraConfig(r=8, target_modules=["q_proj", "v_proj"])` trains well under 1 % of the weights.
-    * A dozen LoRA steps change the *form* of the output (headline-style lines) and with it the ROUGE scores, above
-      the zero-shot prompts; factual quality needs far more data and steps. ROUGE-1 is the F-measure of clipped
+    * A dozen steps of LoRA or of full fine-tuning change the *form* of the output (headline-style lines) and with
+      it the ROUGE scores, above the untrained plain prompt; factual quality needs far more data and steps. ROUGE-1 is the F-measure of clipped
       word overlap, blind to whether the words are true.
     * Measured memory agrees with the arithmetic: full fine-tuning pays for weights + gradients + two AdamW
       moments of every parameter (about 4× the weights); LoRA pays for the weights, its few parameters and the

@@ -32,35 +32,58 @@ def _(ns):
 
 def reference_best_per_param(rows: list[dict]) -> str:
     base = next(r["rougeL"] for r in rows if r["method"] == "base")
-    trained = [r for r in rows if r["method"] != "base" and r["trainable_params"]]
-    return max(trained, key=lambda r: (r["rougeL"] - base) / r["trainable_params"])["method"]
+    trained = [r for r in rows if r["trainable"]]
+    return max(trained, key=lambda r: (r["rougeL"] - base) / r["trainable"])["method"]
 
 
 def random_table(g) -> list[dict]:
-    rows = [{"method": "base", "rougeL": float(g.uniform(0.0, 0.1)), "trainable_params": 0}]
+    """A table like the real ones: reference rows with 0 trainable, gains that may be negative, and a base well
+    above 0, so that forgetting to subtract it, or picking the fewest parameters, gives another answer."""
+    base = float(g.uniform(0.1, 0.25))
+    rows = [
+        {"method": "base", "rougeL": base, "trainable": 0},
+        {"method": "lead_n", "rougeL": 0.3, "trainable": 0},
+    ]
     for i in range(int(g.integers(3, 8))):
         rows.append(
             {
                 "method": f"m{i}",
-                "rougeL": float(g.uniform(0.1, 0.4)),
-                "trainable_params": int(10 ** g.uniform(2, 7)),
+                "rougeL": float(g.uniform(base - 0.08, base + 0.2)),
+                "trainable": int(10 ** g.uniform(2, 7)),
             }
         )
     return rows
 
 
+def _distinguishing_tables(g, n: int) -> list[list[dict]]:
+    """Random tables on which the common wrong answers (no base subtraction, fewest parameters) differ."""
+
+    def no_base(rows):
+        return max((r for r in rows if r["trainable"]), key=lambda r: r["rougeL"] / r["trainable"])["method"]
+
+    def fewest(rows):
+        return min((r for r in rows if r["trainable"]), key=lambda r: r["trainable"])["method"]
+
+    out = []
+    while len(out) < n:
+        rows = random_table(g)
+        want = reference_best_per_param(rows)
+        if no_base(rows) != want and fewest(rows) != want:
+            out.append(rows)
+    return out
+
+
 @exercise(
     "nb07.q2",
     points=2,
-    hint="Skip the base row (0 trainable parameters); score = (ROUGE-L - base ROUGE-L) / trainable_params; "
-    "return the method name with the largest score.",
+    hint="Skip the rows with 0 trainable parameters; score = (ROUGE-L - base ROUGE-L) / trainable; "
+    "return the method name with the largest score (gains can be negative).",
     needs=["best_per_param"],
 )
 def _(ns):
     f = ns["best_per_param"]
     g = rng(11)
-    for _ in range(20):
-        rows = random_table(g)
+    for rows in [random_table(g) for _ in range(10)] + _distinguishing_tables(g, 10):
         got = attempted(f([dict(r) for r in rows]))
         assert got == reference_best_per_param(rows), f"best_per_param picked {got!r} on {rows}"
 
