@@ -9,8 +9,9 @@ A training step holds, at its peak:
 
 Full fine-tuning has T = N; LoRA has T << N, so gradients and optimizer state all but vanish.
 `measure_step` counts the real tensors of one AdamW step (on the CPU, where `torch.cuda.max_memory_allocated`
-does not exist, we count bytes ourselves: parameters, `.grad`s, the optimizer's state and every tensor autograd
-saves for backward); on CUDA it also reports the allocator's peak.
+does not exist, we count bytes ourselves: parameters and buffers, `.grad`s, the optimizer's state and every
+tensor autograd saves for backward that is not a weight); on CUDA it also reports the allocator's peak. Transient
+tensors (a weight dequantized for one matmul, then freed) are not held across the step and are not counted.
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ def measure_step(model: nn.Module, batch: dict, lr: float = 1e-4) -> MemoryRepor
         loss = model(**batch).loss
     loss.backward()
     opt.step()
-    seen_weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    # frozen weights that forward saves (a Parameter, or the NF4 buffers of a 4-bit layer) are counted as weights
+    seen_weights = {t.untyped_storage().data_ptr() for t in (*model.parameters(), *model.buffers())}
     activations = sum(b for ptr, b in saved.items() if ptr not in seen_weights)
     report = MemoryReport(
         weights=sum(_nbytes(p) for p in model.parameters()) + sum(_nbytes(b) for b in model.buffers()),
