@@ -9,10 +9,12 @@ $$ h = \mathrm{dequant}(\mathrm{NF4}(W_0))\, x + \frac{\alpha}{r} B A x $$
 At init ($B = 0$) the adapted model equals the *quantized* base model, not the original one: quantization itself
 moves the logits a little. `with model.disable_adapter():` switches LoRA off; the base stays quantized.
 
-Merging is inexact by construction: $W_0 + sBA$ must be quantized again, which rounds every weight to an NF4 level
-(error up to half a level gap times the block absmax, the same size as the quantization error itself). We merge as
-peft does (dequantize, add, requantize), keep the pre-merge codes so `unmerge` restores the base bit for bit, and
-document the tolerance: merged logits match the unmerged ones only to about the size of the quantization error.
+Merging is where users trip. $W_0 + sBA$ is not on the NF4 grid, so a merged model must choose (`merge_and_unload`
+below states it): **requantize** (the default, as peft does with bitsandbytes: the model stays 4-bit, but every
+merged weight is rounded to an NF4 level again, an error up to half a level gap times the block absmax, the size of
+the quantization error itself and often larger than $sBA$, which partly snaps back to the old codes), or
+**dequantize to fp32 and merge exactly** (`requantize=False`: equal to the adapted model to float rounding, at 32
+bits/param). tests/test_qlora.py and notebook 06 measure both. `unmerge` restores the saved codes bit for bit.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import ClassVar, Literal
 import torch
 
 from .config import check_range
-from .inject import find_targets
+from .inject import find_targets, replace_module, weight_as_out_in
 from .lora import LoraConfig, LoraLinear, apply_lora
 from .nf4 import Linear4bit, quantize_linears
 from .registry import register
@@ -55,7 +57,10 @@ class QLoraConfig(LoraConfig):
 
 
 class QLoraLinear(LoraLinear):
-    """LoRA on a Linear4bit. Merge = requantize W0 + sBA (inexact); unmerge restores the saved codes exactly."""
+    """LoRA on a Linear4bit. Merge = requantize W0 + sBA (inexact); unmerge restores the saved codes exactly.
+
+    Its base layer's forward is `MatMul4bit`: backward keeps the 4-bit state, not a float copy of W0.
+    """
 
     quantized_numel = 0  # the wrapped Linear4bit counts the weight; don't read it through and count it twice
 
@@ -65,16 +70,39 @@ class QLoraLinear(LoraLinear):
 
     def merge(self, name: str) -> None:
         base = self.base_layer
+        if not isinstance(base, Linear4bit):  # dequantized by merge_and_unload(requantize=False): exact merge
+            with torch.no_grad():
+                weight_as_out_in(base).add_(self.delta_weight(name))  # (d, k); a Conv1D base stores (k, d)
+            self.merged_adapters.append(name)
+            return
         self._saved_states.append({k: v.clone() for k, v in base.quant_state().items()})
         with torch.no_grad():
             base.set_weight(base.weight.float() + self.delta_weight(name).float())  # (d, k), requantized
         self.merged_adapters.append(name)
 
     def unmerge(self) -> None:
+        if not isinstance(self.base_layer, Linear4bit):
+            with torch.no_grad():
+                while self.merged_adapters:
+                    weight_as_out_in(self.base_layer).sub_(self.delta_weight(self.merged_adapters.pop()))
+            return
         while self.merged_adapters:
             self.merged_adapters.pop()
             for k, v in self._saved_states.pop().items():
                 setattr(self.base_layer, k, v)
+
+
+def merge_and_unload(model, requantize: bool = True):
+    """Merge the active adapter and return the plain base model; `requantize` is the choice of the module docstring.
+
+    True (= `model.merge_and_unload()`): stays 4-bit, inexact. False: every 4-bit layer (adapted or not) is first
+    dequantized to a float nn.Linear (or Conv1D), then LoRA merges exactly: a float32 model again.
+    """
+    if not requantize:
+        for name, module in list(model.named_modules()):
+            if isinstance(module, Linear4bit) and model.get_submodule(name) is module:  # tied: replaced once
+                replace_module(model, name, module.dequantize())
+    return model.merge_and_unload()
 
 
 def apply_qlora(model, config: QLoraConfig, adapter_name: str) -> list[str]:
