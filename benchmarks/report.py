@@ -68,21 +68,51 @@ def main():
                 out.append(f"| {k} | {c['trainable']:,} | {part} | {pred_s} | {c['measured_MB'][part]:.1f} |")
             if "peak_rss_MB" in c:
                 out.append(f"| {k} | | peak RSS of the process | | {c['peak_rss_MB']:.0f} |")
+        if "qlora_vs_lora" in r:
+            q = r["qlora_vs_lora"]
+            out += [
+                "",
+                f"QLoRA / LoRA: whole step {q['total_ratio']:.3f} (target <= 0.75), activations "
+                f"{q['activations_ratio']:.3f} (target <= 1.05): **{'met' if q['met'] else 'not met'}**",
+            ]
     out += ["", "#### 4. NF4: storage and dequantization throughput vs bitsandbytes (CPU)", ""]
     out += [
-        "| model | bits/param (QLoRA frozen base) | bnb bits/param | peftlab Mparam/s | bnb Mparam/s | max abs diff vs bnb | command |"
+        "| model | threads | bits/param (QLoRA frozen base) | bnb bits/param | dequantize Mparam/s, median (best): "
+        "peftlab / bnb | time peftlab / bnb: paired median (best) | quantize Mparam/s: peftlab / bnb | max abs diff "
+        "vs bnb (double quant) | bit-exact without double quant | command |"
     ]
-    out += ["|---|---|---|---|---|---|---|"]
+    out += ["|---|---|---|---|---|---|---|---|---|---|"]
+    nan = float("nan")
     for m in ("tiny", "smollm2-135m"):
         r = load(f"nf4_{m}")
         if r is None:
-            out.append(f"| {m} | not run | | | | | |")
+            out.append(f"| {m} | not run | | | | | | | | |")
             continue
-        mp = r["Mparams_per_s"]
+        mp, best = r["Mparams_per_s"], r.get("Mparams_per_s_best", {})
+        paired = r.get("peftlab_over_bnb_time_paired", {}).get("median", r.get("peftlab_over_bnb_time", nan))
         out.append(
-            f"| {m} | {r['bits_per_param']:.4f} | {r.get('bnb_storage_bits_per_param', float('nan')):.4f} | "
-            f"{mp['peftlab']:.0f} | {mp.get('bitsandbytes', float('nan')):.0f} | "
-            f"{r.get('max_abs_diff_vs_bnb', float('nan')):.4f} | `{r['command']}` |"
+            f"| {m} | {r.get('threads', r['machine']['threads'])} | {r['bits_per_param']:.4f} | "
+            f"{r.get('bnb_storage_bits_per_param', nan):.4f} | {mp['peftlab']:.0f} ({best.get('peftlab', nan):.0f}) / "
+            f"{mp.get('bitsandbytes', nan):.0f} ({best.get('bitsandbytes', nan):.0f}) | "
+            f"{paired:.2f}x ({r.get('peftlab_over_bnb_time_best', nan):.2f}x) | "
+            f"{mp.get('peftlab_quantize', nan):.0f} / {mp.get('bitsandbytes_quantize', nan):.0f} | "
+            f"{r.get('max_abs_diff_vs_bnb', nan):.1e} | {r.get('bit_exact_vs_bnb_without_double_quant', '-')} | "
+            f"`{r['command']}` |"
+        )
+    out += ["", "#### 5. QLoRA vs LoRA train step (forward + backward + AdamW), same model and batch", ""]
+    out += ["| model | device | batch | LoRA s/step | QLoRA s/step | time ratio QLoRA / LoRA (paired) | "]
+    out[-1] += "memory ratio (counted bytes) | command |"
+    out += ["|---|---|---|---|---|---|---|---|"]
+    for name in ("qlora_vs_lora_smollm2-135m", "qlora_vs_lora_smollm2-135m_cuda"):
+        r = load(name)
+        if r is None:
+            out.append(f"| {name.removeprefix('qlora_vs_lora_')} | not run | | | | | | |")
+            continue
+        s = r["step_seconds"]
+        out.append(
+            f"| {r['model']} | {r['device']} ({r['threads']} thread) | {r['batch'][0]}x{r['batch'][1]} | "
+            f"{iqr(s['lora'])} | {iqr(s['qlora'])} | {iqr(r['step_time_ratio'])}, ratio of medians "
+            f"{r['ratio_of_medians']:.3f} | {r['memory_ratio']:.3f} | `{r['command']}` |"
         )
     print("\n".join(out))
 
