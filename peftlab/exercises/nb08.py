@@ -2,66 +2,71 @@
 
 from __future__ import annotations
 
-from peftlab import memory
+import math
+
+import numpy as np
+
+from peftlab import scoring
 from peftlab.grading import attempted, exercise, rng
 
-WORDS = "the cat sat on mat dog red blue sun moon tax vote goal 2005 uk".split()
 
-
-def _random_text(g, n: int) -> str:
-    """n words from a small vocabulary (so they overlap), with some capitals and punctuation."""
-    out = []
-    for _ in range(n):
-        w = str(g.choice(WORDS))
-        w = w.capitalize() if g.random() < 0.2 else w
-        out.append(w + ("," if g.random() < 0.1 else ""))
-    return " ".join(out) + ("." if g.random() < 0.5 else "")
-
-
-def reference_rouge1(prediction: str, reference: str) -> float:
-    from peftlab.rouge import compute_rouge
-
-    return compute_rouge([prediction], [reference], use_aggregator=False, use_stemmer=False)["rouge1"][0]
+def correlated_scores(g, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-article scores of two systems that share article difficulty (as real ones do), b a little better."""
+    difficulty = g.uniform(0, 0.6, size=n)
+    a = np.clip(difficulty + g.normal(0, 0.05, size=n), 0, 1)
+    b = np.clip(difficulty + 0.03 + g.normal(0, 0.05, size=n), 0, 1)
+    return a, b
 
 
 @exercise(
     "nb08.q1",
     points=3,
-    hint="Lowercase, split into words with re.findall(r'[a-z0-9]+', ...), count with collections.Counter; the "
-    "clipped overlap is sum((pred & ref).values()); F = 2 P R / (P + R).",
-    needs=["rouge1"],
+    hint="Draw idx = rng.integers(0, n, size=(n_resamples, n)) ONCE and use it for both systems: the "
+    "difference per resample is (a[idx] - b[idx]).mean(axis=1); the interval is its 2.5th and 97.5th percentile.",
+    needs=["paired_bootstrap"],
 )
 def _(ns):
-    f = ns["rouge1"]
-    g = rng(81)
-    pairs = [("the cat sat on the mat", "the cat sat"), ("the the the", "the cat"), ("red sun", "blue moon")]
-    pairs += [
-        (_random_text(g, int(g.integers(1, 12))), _random_text(g, int(g.integers(1, 12)))) for _ in range(12)
-    ]
-    for pred, ref in pairs:
-        got = float(attempted(f(pred, ref)))
-        want = reference_rouge1(pred, ref)
-        assert abs(got - want) < 1e-6, f"rouge1({pred!r}, {ref!r}) = {got:.4f}, expected {want:.4f}"
+    f = ns["paired_bootstrap"]
+    g = rng(8)
+    for n in (40, 150, 300):
+        a, b = correlated_scores(g, n)
+        got = attempted(f(a.copy(), b.copy(), n_resamples=2000, seed=int(g.integers(1 << 30))))
+        diff, lo, hi = (float(x) for x in got)
+        want, w_lo, w_hi = scoring.paired_diff_ci(a, b, scoring.bootstrap_indices(n, 4000, seed=1))
+        width = w_hi - w_lo
+        assert abs(diff - want) < 1e-9, (
+            f"the difference itself is mean(a) - mean(b) = {want:.4f}, got {diff:.4f}"
+        )
+        assert lo < diff < hi, f"the interval [{lo:.4f}, {hi:.4f}] does not contain the difference {diff:.4f}"
+        assert abs(lo - w_lo) < 0.2 * width and abs(hi - w_hi) < 0.2 * width, (
+            f"with {n} articles the 95% paired interval is about [{w_lo:.4f}, {w_hi:.4f}]; yours is "
+            f"[{lo:.4f}, {hi:.4f}] (same articles for both systems? with replacement? the mean, not single scores?)"
+        )
+
+
+def reference_exposure(logprobs, true_index: int) -> float:
+    """Exposure (Carlini et al. 2019): log2(#candidates) - log2(rank of the true secret), rank 1 = likeliest."""
+    lp = np.asarray(logprobs, dtype=np.float64)
+    rank = 1 + int((lp > lp[true_index]).sum())
+    return math.log2(len(lp)) - math.log2(rank)
 
 
 @exercise(
     "nb08.q2",
     points=2,
-    hint="weights: n_params * bytes_per_param; gradients: n_trainable * bytes_per_param; "
-    "AdamW: two float32 moments per trainable parameter, 2 * n_trainable * 4.",
-    needs=["training_memory"],
+    hint="rank = 1 + (number of candidates strictly more likely than the true one); exposure = "
+    "log2(number of candidates) - log2(rank): 0 bits when the secret is the least likely, log2(N) when it is the likeliest.",
+    needs=["exposure"],
 )
 def _(ns):
-    f = ns["training_memory"]
-    g = rng(82)
-    cases = [(1_000, 1_000, 4), (7_000_000_000, 4_200_000, 4), (135_000_000, 135_000_000, 2)]
-    for _ in range(5):
-        n = int(g.integers(1_000, 10**11))
-        cases.append((n, int(g.integers(0, n + 1)), int(g.choice([1, 2, 4]))))
-    for n, t, b in cases:
-        got = attempted(f(n, t, b))
-        want = memory.predict(n, t, bytes_per_param=b).total
-        assert abs(float(got) - want) <= 1e-9 * want + 1e-6, (
-            f"training_memory({n:,}, {t:,}, {b}) = {float(got):,.0f} bytes, expected {want:,} "
-            "(peftlab.memory.predict)"
-        )
+    f = ns["exposure"]
+    g = rng(9)
+    for _ in range(30):
+        n = int(g.integers(10, 1000))
+        lp = g.normal(-8, 2, size=n)
+        i = int(g.integers(0, n))
+        if g.random() < 0.2:
+            i = int(lp.argmax())  # the likeliest: full exposure
+        got = float(attempted(f(lp.copy(), i)))
+        want = reference_exposure(lp, i)
+        assert abs(got - want) < 1e-9, f"exposure of candidate {i} of {n} is {want:.4f} bits, got {got:.4f}"
