@@ -39,10 +39,10 @@ COLUMNS = [
     "rouge1_seed_mean", "rouge1_seed_sd", "rouge1_seed_min", "rouge1_seed_max",
     "trainable", "total_params", "trainable_pct", "adapter_bytes", "train_memory_bytes", "sec_per_step",
     "train_seconds", "threads", "val_loss", "heldout_loss", "forgetting",
-    "gain_recovered_rouge1", "gain_recovered_val_loss", "what_trains",
+    "gain_recovered_rouge1", "gain_recovered_val_loss", "lr_grid", "what_trains",
 ]  # fmt: skip
 SEED_COLUMNS = ["method", "seed", "lr", "rouge1", "rouge2", "rougeL", "rougeLsum", "val_loss", "sec_per_step"]
-TEXT_COLUMNS = {"method", "family", "status", "what_trains"}
+TEXT_COLUMNS = {"method", "family", "status", "what_trains", "lr_grid"}
 
 
 def _f(x):
@@ -79,6 +79,7 @@ def table(rows: list[dict], test: list[dict]) -> list[dict]:
         t = {c: r.get(c, "") for c in COLUMNS}
         seeds = [s for s in rows if s["method"] == r["method"] and s["status"] == "ok"]
         t["n_seeds"] = len(seeds)
+        t["lr_grid"] = json.dumps(r["lr_grid"]) if r.get("lr_grid") else ""  # {lr: val loss of its proxy run}
         if r["status"] == "ok":
             p = per[r["method"]]
             for k in ("rouge1", "rouge2", "rougeL", "rougeLsum"):
