@@ -292,3 +292,29 @@ def rescore(out, model: str) -> dict[str, dict[str, float]]:
         per = per_example_rouge([r["prediction"] for r in recs], [r["reference"] for r in recs])
         scores[f.stem] = {k: float(per[k].mean()) for k in ROUGE_KEYS}
     return scores
+
+
+# ----------------------------------------------------------------------------- docs/RESULTS.md
+def update_results_md(results_md, out="docs/results", model: str = "smollm2-135m") -> None:
+    """Copy the committed table into docs/RESULTS.md between `<!-- table-<model>:start/end -->` markers."""
+    path, stem = Path(results_md), f"showdown_{model.replace('/', '_')}"
+    md = (Path(out) / f"{stem}.md").read_text().split("\n", 1)[1]  # drop the "written by" comment line
+    start, end = f"<!-- table-{model}:start -->", f"<!-- table-{model}:end -->"
+    text = path.read_text()
+    if start not in text or end not in text:
+        raise ValueError(f"{path} has no {start} ... {end} markers to fill")
+    before, rest = text.split(start, 1)
+    _write_atomic(path, before + start + "\n" + md.strip() + "\n" + end + rest.split(end, 1)[1])
+
+
+if __name__ == "__main__":
+    import argparse
+
+    ap = argparse.ArgumentParser(
+        description="refresh the showdown table in docs/RESULTS.md from docs/results/"
+    )
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--results", default="docs/RESULTS.md")
+    ap.add_argument("--out", default="docs/results")
+    a = ap.parse_args()
+    update_results_md(a.results, a.out, a.model)
