@@ -371,6 +371,19 @@ def _kernel_owned(obj) -> bool:
     return module.split(".")[0] in ("IPython", "ipykernel")
 
 
+def _library_wrapper(obj, original, known: set[int]) -> bool:
+    """A library's own new wrapper around the original (importing torch._dynamo wraps torch.manual_seed)."""
+    if id(obj) in known or _from_notebook(obj):
+        return False
+    for _ in range(5):
+        obj = getattr(obj, "__wrapped__", None)
+        if obj is None or _from_notebook(obj):
+            return False
+        if obj is original:
+            return True
+    return False
+
+
 class _Guard(types.ModuleType):
     """What `_grader_baseline` keeps for the later checks: the original objects, and which hooks existed."""
 
@@ -394,9 +407,10 @@ def _grader_baseline(key: str, guard_name: str, check_paths: list[str]) -> None:
 def _restore(guard) -> list[str]:
     """Put back every watched object a cell replaced; delete notebook-defined methods added to watched classes."""
     restored = []
+    known = {id(v[3]) for v in guard.surface.values()}
     for name, (kind, holder, attr, obj) in guard.surface.items():
         current = holder.get(attr) if kind == "item" else vars(holder).get(attr)
-        if current is obj or _kernel_owned(current):
+        if current is obj or _kernel_owned(current) or _library_wrapper(current, obj, known):
             continue
         try:
             if kind == "item":

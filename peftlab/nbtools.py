@@ -325,7 +325,9 @@ def build_plan(ref, sub) -> Plan:
                     if hidden_id(cells[i])
                     else f'the instructor\'s cell "{_snippet(cells[i].source)}"'
                 )
-                ran = "the grader checked there" if i in check_of else "the original ran"
+                ran = (
+                    "the grader checks there" if i in check_of else "the grader runs the instructor's version"
+                )
                 notes.append(f"{label[j]} is {what}, edited: your edit was not run ({ran})")
             continue
         if hidden_id(c):
@@ -562,12 +564,14 @@ def grade_notebook(
     threads: int | None = None,
     budget: float | None = None,
     max_runs: int = 3,
+    tail: bool = True,
 ) -> dict:
     """Grade one submission against its instructor notebook.
 
     Returns {"results": [{"id", "status", "points", "max", "message"}], "errors": [problems, by cause],
     "notes": [what the student changed], "review": [cells an instructor may want to read], "seconds", "runs"}.
     `timeout` is per cell; `budget` (default max(900, 8 x timeout) s) bounds the whole notebook, all runs included.
+    With `tail=False` the cells after the last check are not run (they cannot change a grade; grade_class's default).
     """
     submission, instructor = Path(submission), Path(instructor)
     start = time.time()
@@ -606,6 +610,9 @@ def grade_notebook(
         msg = f"the submission is not a readable notebook ({type(e).__name__}: {_short(e, 120)})"
         return whole("not graded", msg, [msg])
     plan = build_plan(ref, sub)
+    last = max((k for k, pc in enumerate(plan.cells) if pc.role == "grader"), default=len(plan.cells) - 1)
+    if not tail and last < len(plan.cells) - 1:
+        plan.cells = plan.cells[: last + 1]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PEFTLAB_GRADE")}
     env["PEFTLAB_FAST"] = "1" if fast else "0"
     if threads:
@@ -789,13 +796,14 @@ def grade_class(
     fast: bool = True,
     notebooks: list[str] | None = None,
     one_per_notebook: bool = True,
+    tail: bool = False,
 ) -> Path:
     """Grade SUBMISSIONS/<student>/<NN_topic>.ipynb into out/gradebook.csv and out/feedback/<student>.md.
 
     The notebooks graded are `notebooks` (names like "01_rank.ipynb"), by default every instructor notebook that at
     least one student submitted; a student without one of them gets its exercises as "missing".
     With `one_per_notebook`, two submissions of the same notebook never run at once (the notebooks write their
-    artefacts to the same build/nbNN folder).
+    artefacts to the same build/nbNN folder). With `tail`, the cells after each notebook's last check run too.
     """
     submissions, instructor, out = Path(submissions), Path(instructor), Path(out)
     if not submissions.is_dir():
@@ -807,7 +815,7 @@ def grade_class(
     handed = {p.name for st in students for p in st.glob("*.ipynb")}
     wanted = sorted(set(notebooks) & set(course) if notebooks else handed & set(course))
     threads = max(1, (os.cpu_count() or 1) // max(1, workers))
-    kw = {"timeout": timeout, "fast": fast, "threads": threads}
+    kw = {"timeout": timeout, "fast": fast, "threads": threads, "tail": tail}
     jobs, unknown, absent = [], [], []
     for st in students:
         subs = {p.name: p for p in sorted(st.glob("*.ipynb")) if p.is_file()}
@@ -888,7 +896,10 @@ def grade_class(
         total = sum(r["points"] for r in rows if r["student"] == student)
         most = sum(r["max"] for r in rows if r["student"] == student)
         body = "\n\n".join("\n".join(sections[n]) for n in sorted(sections))
-        text = f"# Feedback for {student}: {total}/{most} points\n\n{body}\n"
+        text = f"# Feedback for {student}: {total}/{most} points\n\n"
+        if not tail:
+            text += "(The grader stops each notebook after its last check: later cells cannot change a grade.)\n\n"
+        text += body + "\n"
         (out / "feedback" / f"{student}.md").write_text(text)
     return book
 
@@ -957,6 +968,7 @@ def main(argv=None):
         "--class-mode", action="store_true", help="run the notebooks in class mode (default: fast)"
     )
     s.add_argument("--notebooks", nargs="*", default=None, help="names to grade (default: all submitted)")
+    s.add_argument("--whole-notebook", action="store_true", help="also run the cells after the last check")
     s = sub.add_parser("workbook", help="execute every notebook, time each")
     s.add_argument("src", type=Path)
     s.add_argument("dest", type=Path)
@@ -978,6 +990,7 @@ def main(argv=None):
             a.workers,
             fast=not a.class_mode,
             notebooks=a.notebooks,
+            tail=a.whole_notebook,
         )
         with open(book) as f:
             rows = list(csv.DictReader(f))

@@ -28,6 +28,7 @@ CELLS = [
     "# HIDDEN TESTS demo.q1\nassert double(-7) == -14",
     "# EXERCISE demo.q2\n# BEGIN SOLUTION\nanswer = 6 * 7\n# END SOLUTION",
     'check("demo.q2")',
+    "offset = 0  # an instructor cell between two exercises",
     "# EXERCISE demo.q3\nimport math\n\n\ndef choose(n, k):\n    # BEGIN SOLUTION\n    return math.comb(n, k)\n    # END SOLUTION",
     'check("demo.q3")',
     'print("reached the end")',
@@ -251,7 +252,7 @@ def build_class(course, root):
     subs["deleted_exercise"] = nb
     nb = solved(course)
     nb.cells[index_of(nb, "# EXERCISE demo.q2")].source = "# my answer\nanswer = 42"  # same cell id
-    nb.cells[index_of(nb, 'print("reached')].source = "raise RuntimeError('an edited instructor cell ran')"
+    nb.cells[index_of(nb, "offset = 0")].source = "raise RuntimeError('an edited instructor cell ran')"
     nb = add_after(nb, "import demo_exercises", "def twice(x):\n    return x + x")
     subs["edits_and_helpers"] = answer(
         nb, "demo.q1", "# EXERCISE demo.q1\ndef double(x):\n    return twice(x)"
@@ -286,7 +287,10 @@ def ok(*exs):
 
 # student -> {exercise: (points, status, text in the message)}, [texts the feedback must contain]
 CASES = {
-    "honest": (ok("demo.q1", "demo.q2", "demo.q3"), ["9/9 points"]),
+    "honest": (
+        ok("demo.q1", "demo.q2", "demo.q3"),
+        ["9/9 points", "stops each notebook after its last check"],
+    ),
     "untouched": ({ex: (0, "not attempted", "") for ex in FULL}, ["0/9 points"]),
     "forger": (
         {"demo.q1": (0, "not attempted", ""), **ok("demo.q2", "demo.q3")},
