@@ -294,8 +294,146 @@ cells = [
     """),
     md(r"""
     The two curves lie almost on top of each other: LoRA learns the same thing whether the frozen weights it sits
-    on are stored in 32 or in about 4 bits. (On a GPU the saving is what matters: QLoRA fine-tuned a 65B model on
-    one 48 GB GPU. On our CPU the dequantization in every forward pass makes it *slower*, not faster.)
+    on are stored in 32 or in about 4 bits.
+
+    ### 1.5 What one QLoRA step holds, measured
+    Storing the base in 4 bits only saves memory if training never keeps a float copy of it. In the forward pass
+    every `Linear4bit` dequantizes its weight for one matmul. A plain `F.linear` would then *save* that float copy
+    for the backward pass, and a training step would hold every frozen weight in float32 after all. The package's
+    `MatMul4bit` is a custom autograd function that saves only the 4-bit state (the layer's own buffers) and
+    dequantizes a second time in backward. Its backward returns the input's gradient only: the frozen weight needs
+    none.
+    """),
+    code(r"""
+    show(nf4.MatMul4bit)
+    """),
+    md(r"""
+    `peftlab.memory.measure_step` (notebook 00) runs one AdamW step and counts the bytes each part holds: the
+    weights (the NF4 buffers at their real size), the gradients, the optimizer state, and every tensor autograd
+    saved for backward ("activations"). We measure copies of the two models on one training batch of 8, then
+    read the same measurement on SmolLM2-135M (batch 4 × 128 tokens) from the committed benchmark
+    (`benchmarks/memory.py`).
+    """),
+    code(r"""
+    import json
+    from peftlab.memory import MB, measure_step
+
+    mem_batch = data.collate(features[:8], tok.pad_token_id)           # input_ids/labels (8, T)
+    mem = pd.DataFrame({name: measure_step(copy.deepcopy(m), mem_batch).as_dict(MB)
+                        for name, m in [("LoRA", lora_model), ("QLoRA", qlora_model)]}).T
+    display(mem.round(2).rename(columns=lambda c: f"{c} (MB)"))
+    step_ratio = mem.loc["QLoRA", "total"] / mem.loc["LoRA", "total"]
+    act_ratio = mem.loc["QLoRA", "activations"] / mem.loc["LoRA", "activations"]
+    assert step_ratio < 1 and act_ratio <= 1.05, "QLoRA must hold less than LoRA, and no more activations"
+    print(f"tiny model: one QLoRA step holds {step_ratio:.0%} of LoRA's bytes "
+          f"(weights {mem.loc['QLoRA', 'weights']:.1f} MB instead of {mem.loc['LoRA', 'weights']:.1f} MB; "
+          f"activations x{act_ratio:.2f})")
+
+    bench = models.ROOT / "docs" / "results" / "bench_memory_smollm2-135m.json"
+    if bench.is_file():
+        big = {k: c["measured_MB"] for k, c in json.loads(bench.read_text())["configs"].items()}
+        big_ratio = big["qlora"]["total"] / big["lora"]["total"]
+        assert big_ratio < 1 and big["qlora"]["activations"] <= 1.05 * big["lora"]["activations"]
+        print(f"SmolLM2-135M (benchmark): LoRA {big['lora']['total']:,.0f} MB, QLoRA {big['qlora']['total']:,.0f} MB "
+              f"= {big_ratio:.0%} (full fine-tuning {big['full']['total']:,.0f} MB); activations "
+              f"{big['lora']['activations']:,.0f} vs {big['qlora']['activations']:,.0f} MB")
+    """),
+    md(r"""
+    The activations do not grow (the cell asserts at most 5% more than LoRA's): the 4-bit layers add nothing to
+    what backward keeps. All the saving is in the weights, and it grows with the model: in the SmolLM2 figures the tied embedding (about 113 MB) stays in
+    float32, and it is a much smaller share of a 7B or 65B model. On a GPU this is the whole point: QLoRA
+    fine-tuned a 65B model on one 48 GB GPU. The price is time: every 4-bit weight is dequantized twice per step
+    (forward and backward). Here is what the two short runs above measured, one step after the other:
+    """),
+    code(r"""
+    sec = {name: float(np.median([r["seconds"] for r in h])) for name, h in [("LoRA", h_lora), ("QLoRA", h_qlora)]}
+    print(f"median seconds per step: LoRA {sec['LoRA']:.3f}, QLoRA {sec['QLoRA']:.3f} "
+          f"(QLoRA / LoRA = {sec['QLoRA'] / sec['LoRA']:.2f}; runs were not interleaved, so this ratio is noisy)")
+    bench = models.ROOT / "docs" / "results" / "bench_qlora_vs_lora_smollm2-135m.json"
+    if bench.is_file():
+        r = json.loads(bench.read_text())["step_time_ratio"]
+        print(f"SmolLM2-135M, CPU benchmark, interleaved steps: QLoRA / LoRA = {r['median']:.2f} "
+              f"(IQR {r['q1']:.2f}-{r['q3']:.2f}, n={r['n']})")
+    """),
+    md(r"""
+    ### 1.6 Merging into a 4-bit base
+    A trained LoRA adapter merges into its base: $W = W_0 + sBA$ (notebook 05). With QLoRA this is where people
+    trip: $W_0 + sBA$ is not on the NF4 grid. `peftlab.qlora.merge_and_unload` makes you choose:
+
+    * `requantize=True` (the default, and what `model.merge_and_unload()` does, as HF peft does with
+      bitsandbytes): dequantize, add $sBA$, quantize again. The model stays 4-bit, but every merged weight is
+      rounded to an NF4 level again: where $sBA$ is smaller than half a level gap, the weight snaps back to its
+      old code and that part of the update is lost.
+    * `requantize=False`: dequantize every 4-bit layer to float32 first, then merge exactly. The merged model
+      equals the adapted one to float rounding, but its linears take 32 bits per weight again.
+    """),
+    code(r"""
+    from peftlab import qlora
+
+    show(qlora.merge_and_unload)
+
+    merge_batch = {k: v[:8] for k, v in val_batch.items()}  # 8 validation articles: logits (8, T, vocab) are big
+
+    def run(m):
+        m.eval()
+        with torch.no_grad():
+            out = m(**merge_batch)
+        return out.logits, out.loss.item()                             # (8, T, vocab), loss
+
+    def linear_bits(m):  # storage per weight of the linear layers
+        q = [l for l in m.modules() if isinstance(l, nf4.Linear4bit)]
+        if not q:
+            return 32.0
+        return sum(nf4.storage_bits_per_param(l) * l.quantized_numel for l in q) / sum(l.quantized_numel for l in q)
+
+    def merge_rows(model, label, choices=(True, False)):
+        adapted, loss = run(model)
+        with model.disable_adapter():
+            effect = (adapted - run(model)[0]).norm()                  # how far the adapter moved the logits
+        rows = {f"{label}, unmerged": {"bits / weight": linear_bits(model), "loss (8 val. articles)": loss}}
+        merged = {}
+        for requantize in choices:
+            merged[requantize] = qlora.merge_and_unload(copy.deepcopy(model), requantize=requantize)
+            out, loss = run(merged[requantize])
+            rows[f"{label}, requantize={requantize}"] = {
+                "bits / weight": linear_bits(merged[requantize]), "loss (8 val. articles)": loss,
+                "max |logit - unmerged|": (out - adapted).abs().max().item(),
+                "error / adapter's effect": ((out - adapted).norm() / effect).item()}
+        return rows, merged
+
+    small_update = copy.deepcopy(qlora_model)                          # the same adapter, its update sBA / 10
+    for layer in small_update.modules():
+        if isinstance(layer, qlora.QLoraLinear):
+            layer.scaling["default"] /= 10
+    rows, merged = merge_rows(qlora_model, "trained adapter")
+    rows_small, _ = merge_rows(small_update, "update / 10", choices=(True,))
+    report = pd.DataFrame({**rows, **rows_small}).T
+    display(report.round(5).fillna("-"))
+
+    err = report["error / adapter's effect"]
+    assert report.loc["trained adapter, requantize=False", "max |logit - unmerged|"] < 1e-4, "float32 merge: exact"
+    assert err["trained adapter, requantize=True"] > 100 * err["trained adapter, requantize=False"]
+    assert err["update / 10, requantize=True"] > err["trained adapter, requantize=True"], "small updates lose more"
+
+    q_proj = qlora_model.base_model.model.layers[0].self_attn.q_proj
+    delta = q_proj.delta_weight("default").detach()                    # (out, in): s B A
+    rounding = nf4.quantization_error(base.model.layers[0].self_attn.q_proj.weight)["mean_abs"]
+    old, new = q_proj.base_layer.packed, merged[True].model.layers[0].self_attn.q_proj.packed
+    changed = torch.cat([(new >> 4) != (old >> 4), (new & 15) != (old & 15)]).float().mean()
+    print(f"requantized merge of the trained adapter: {err['trained adapter, requantize=True']:.1%} of its effect "
+          f"is lost; of the update / 10: {err['update / 10, requantize=True']:.1%}")
+    print(f"layers.0.q_proj: mean |sBA| = {delta.abs().mean():.1e}, mean NF4 rounding error of W0 = {rounding:.1e}; "
+          f"the merge changed {changed:.1%} of its 4-bit codes")
+    """),
+    md(r"""
+    Read the table row by row. Merging into a float32 copy reproduces the adapted model to float rounding, at 32
+    bits per weight. Requantizing keeps the 4-bit size but rounds every merged weight to an NF4 level again: it
+    changes some codes and loses the share of the adapter's effect printed above. The same adapter with its
+    update divided by 10 loses a larger share (asserted in the cell): the rounding error stays about the same
+    size while the update shrinks, and where $sBA$ is below half a level gap the weight snaps back to its old
+    code. So keep a QLoRA adapter unmerged (it is small, and the 4-bit base can be shared), or merge it into a
+    float copy of the base; requantize only after measuring what it costs.
+
     The paper adds a third trick we do not reproduce here: *paged optimizers*, which move optimizer states to CPU
     memory when the GPU runs short.
 
@@ -506,7 +644,8 @@ cells = [
       placed at quantiles of $N(0, 1)$ so that the codes are used evenly. **Double quantization** stores the
       absmax constants in 8 bits: about **4.13 bits per weight** instead of 4.5 (or 16, or 32). The trainable
       count is LoRA's; the loss curve is almost LoRA's; the memory of the frozen base drops about 8× from
-      float32.
+      float32, and `MatMul4bit` (dequantize again in backward) keeps training from holding a float copy of it.
+      Merging must choose: requantize (stays 4-bit, loses part of a small update) or merge into float32 (exact).
     * **DoRA** writes each weight as magnitude × direction, trains the magnitude vector directly (one number per
       output feature) and the direction with LoRA. A few more parameters, a little more compute, merges like LoRA.
     * **AdaLoRA** shapes each update like an SVD, scores every singular value by its importance, and prunes on a
