@@ -46,3 +46,47 @@ def quiet() -> None:
         transformers.logging.set_verbosity_error()
     except ImportError:
         pass
+
+
+def live_frontend() -> bool:
+    """True in a kernel that a Jupyter server started for an open notebook (JupyterLab, Notebook 7: the server sets
+    JPY_SESSION_NAME); False in headless runs (nbclient / nbconvert: `make workbook`, the grader, `make site`)."""
+    return bool(os.environ.get("JPY_SESSION_NAME"))
+
+
+def slider_figure(draw, controls: dict) -> None:
+    """Show widget `controls` ({name: widget}) with the figure `draw(**values)` makes, drawn exactly once.
+
+    In a live notebook the figure sits in a widget Output under the controls and is redrawn in place whenever one
+    moves. In a headless run the same `draw` runs once with the controls' start values and its figure is a plain
+    output of the cell, so the executed notebook (and the site rendered from it) shows the plot without a kernel.
+    `draw` makes a matplotlib figure and leaves it open; this function shows and closes it.
+    """
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    out = widgets.Output()
+
+    def values() -> dict:
+        return {name: c.value for name, c in controls.items()}
+
+    def show_once() -> None:
+        before = set(plt.get_fignums())
+        draw(**values())
+        plt.show()  # the inline backend displays the new figure (inside `out` when called there) and closes it
+        for num in set(plt.get_fignums()) - before:  # other backends: close it here
+            plt.close(num)
+
+    def redraw(_change=None) -> None:
+        with out:
+            out.clear_output(wait=True)
+            show_once()
+
+    for c in controls.values():
+        c.observe(redraw, names="value")
+    display(widgets.VBox([*controls.values(), out]))
+    if live_frontend():
+        redraw()
+    else:
+        show_once()
