@@ -169,16 +169,14 @@ def test_qlora_step_holds_no_float_copy_of_the_base():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_qlora_trains_on_cuda_with_a_smaller_peak_than_lora():
+def test_qlora_step_on_cuda_holds_less_than_lora():
     batch = {k: v.cuda() for k, v in make_batch("llama").items()}
     targets = ATTN_TARGETS["llama"]
-    lora = measure_step(
-        get_peft_model(make_model("llama").cuda(), make_config("lora", r=4, target_modules=targets)), batch
-    )
-    q = measure_step(
-        get_peft_model(make_model("llama").cuda(), make_config("qlora", r=4, target_modules=targets)), batch
-    )
-    assert q.cuda_peak is not None and q.cuda_peak < lora.cuda_peak
+    lora = get_peft_model(make_model("llama").cuda(), make_config("lora", r=4, target_modules=targets))
+    q = get_peft_model(make_model("llama").cuda(), make_config("qlora", r=4, target_modules=targets))
+    lora_mem, q_mem = measure_step(lora, batch), measure_step(q, batch)
+    assert q_mem.cuda_peak is not None and q_mem.activations == lora_mem.activations
+    assert q_mem.total < lora_mem.total
 
 
 def test_storage_of_the_quantized_base():
