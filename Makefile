@@ -64,11 +64,12 @@ showdown-real: $(STAMP)
 
 # the benchmarks of docs/RESULTS.md (several minutes each on 2 CPU cores) -> docs/results/bench_*.json
 bench: $(STAMP)
-	$(BIN)/python benchmarks/nf4.py --model tiny --size 2048 --repeats 10
+	$(BIN)/python benchmarks/nf4.py --model tiny --size 2048 --repeats 30 --threads 1
 	$(BIN)/python benchmarks/lora_vs_peft.py --model tiny --repeats 15
 	$(BIN)/python benchmarks/inference.py --model tiny --repeats 30
 	$(BIN)/python benchmarks/lora_vs_peft.py --model smollm2-135m --repeats 5 --batch-size 4
 	$(BIN)/python benchmarks/inference.py --model smollm2-135m --repeats 8 --batch-size 4
 	$(BIN)/python benchmarks/memory.py --model smollm2-135m --batch-size 4 --max-len 128
-	$(BIN)/python benchmarks/nf4.py --model smollm2-135m --size 2048 --repeats 10
+	$(BIN)/python benchmarks/nf4.py --model smollm2-135m --size 2048 --repeats 30 --threads 1
+	$(BIN)/python benchmarks/qlora_vs_lora.py --model smollm2-135m --repeats 10 --batch-size 4 --threads 1
 	$(BIN)/python benchmarks/report.py
