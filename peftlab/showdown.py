@@ -438,6 +438,10 @@ def load_data(args) -> dict:
     }
 
 
+def in_table_order(rows: list[dict]) -> list[dict]:
+    return sorted(rows, key=lambda r: (ALL_ROWS.index(r["method"]), r["seed"]))
+
+
 def jobs_of(methods: list[str], args) -> list[tuple[str, int]]:
     """(row, seed) in run order: references, then LoRA and full FT with their extra seeds, the rest, QLoRA last."""
     spread = {m.strip() for m in args.spread_methods.split(",") if m.strip()}
@@ -511,12 +515,12 @@ def main(argv=None) -> list[dict]:
             log(f"  {method} failed: {msg}")
         ledger.add({"key": key, "kind": "row", "method": method, "row": row})
         rows.append(row)
-        write_outputs(rows, data_["test"], out, args.model, settings, {"partial": True})
+        write_outputs(in_table_order(rows), data_["test"], out, args.model, settings, {"partial": True})
     meta = {
         "wall_seconds_this_invocation": round(time.time() - t_start, 1),
         "torch_threads": torch.get_num_threads(),
     }
-    write_outputs(rows, data_["test"], out, args.model, settings, meta)
+    write_outputs(in_table_order(rows), data_["test"], out, args.model, settings, meta)
     log(f"done in {time.time() - t_start:.0f} s -> {out}/showdown_{args.model}.csv, .md, .png")
     return rows
 

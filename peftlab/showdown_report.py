@@ -52,19 +52,13 @@ def _f(x):
         return None
 
 
-def _order(method: str) -> int:
-    from .showdown import ALL_ROWS
-
-    return ALL_ROWS.index(method) if method in ALL_ROWS else len(ALL_ROWS)
-
-
 def main_rows(rows: list[dict]) -> list[dict]:
-    """One row per method, the lowest seed (the one the table reports), in the table's order."""
+    """One row per method, the lowest seed (the one the table reports), in the order methods first appear."""
     best: dict[str, dict] = {}
     for r in rows:
         if r["method"] not in best or r["seed"] < best[r["method"]]["seed"]:
             best[r["method"]] = r
-    return sorted(best.values(), key=lambda r: _order(r["method"]))
+    return list(best.values())
 
 
 def table(rows: list[dict], test: list[dict]) -> list[dict]:
@@ -243,7 +237,8 @@ def write_outputs(
     stem = f"showdown_{model.replace('/', '_')}"
     t = table(rows, test)
     _write_atomic(out / f"{stem}.csv", _csv_text(t, COLUMNS))
-    seeds = sorted(rows, key=lambda r: (_order(r["method"]), r["seed"]))
+    first = {m: i for i, m in reversed(list(enumerate(r["method"] for r in rows)))}
+    seeds = sorted(rows, key=lambda r: (first[r["method"]], r["seed"]))
     _write_atomic(out / f"{stem}_seeds.csv", _csv_text(seeds, SEED_COLUMNS))
     note = (
         f"ROUGE on all {len(test)} test articles; [95% CI]: paired bootstrap, {N_RESAMPLES} resamples of the test "
