@@ -26,6 +26,7 @@ import inspect
 import json
 import os
 import sys
+import threading
 import traceback
 import types
 from collections.abc import Callable
@@ -51,7 +52,7 @@ EXERCISES: dict[str, Exercise] = {}
 RESULTS: dict[str, dict] = {}  # id -> last result in this kernel
 
 # what a check can conclude; the batch grader adds the rest (nbtools.STATUSES)
-CHECK_STATUSES = ("passed", "failed", "not attempted")
+CHECK_STATUSES = ("passed", "failed", "not attempted", "not graded")
 
 
 def exercise(id: str, points: int, hint: str, needs: list[str] | tuple[str, ...] = ()):
@@ -473,13 +474,18 @@ def _grader_check(
     payload["digest"] = _digest(guard.surface)
     payload["restored"] = _restore(guard)
     payload["hooks"] = _remove_hooks(guard)
-    grading = _fresh(
-        "peftlab._grader_eval", __file__
-    )  # after the restore: its imports are the originals again
+    grading = _fresh("peftlab._grader_eval", __file__)  # after the restore: its imports are the originals
     checks = _fresh("peftlab._grader_checks", check_path, grading)
     ex = grading.EXERCISES.get(ex_id) or getattr(checks, "EXERCISES", {}).get(ex_id)
     if ex is None:
         payload.update(status="not graded", message=f"no check named {ex_id} in {check_path}")
+        return _emit(key, payload)
+    rogue = [t.name for t in threading.enumerate() if _notebook_thread(t)]
+    if rogue:  # it could put a patch back between the restore and the check
+        payload.update(
+            status="not graded",
+            message=f"a thread your notebook started is running ({', '.join(rogue[:3])}): the check would not be fair",
+        )
         return _emit(key, payload)
     r = grading.evaluate(ex, ns)
     if r["status"] == "passed" and hidden:
@@ -492,5 +498,18 @@ def _grader_check(
             at = f" (hidden test line {where[-1]})" if where else ""
             why = f": {_short(str(e), 200)}" if str(e) else ""
             r.update(status="failed", message=f"hidden tests failed{at}: {type(e).__name__}{why}")
+    during = _restore(guard)  # the answer itself may patch what the rest of the check relies on
+    if during:
+        r.update(
+            status="failed",
+            message=f"your code replaced {', '.join(during[:5])} while it was being checked: no points",
+        )
     payload.update(status=r["status"], message=r["message"])
     _emit(key, payload)
+
+
+def _notebook_thread(t: threading.Thread) -> bool:
+    if t is threading.current_thread() or not t.is_alive():
+        return False
+    target = getattr(t, "_target", None)
+    return _from_notebook(target) or _class_from_notebook(type(t)) or _own_class(target) is not None

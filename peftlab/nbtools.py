@@ -32,6 +32,8 @@ from pathlib import Path
 import nbformat
 from jupyter_core.utils import ensure_async, run_sync
 
+from .grading import CHECK_STATUSES
+
 EXERCISE = re.compile(r"^#\s*EXERCISE\s+(\S+)")
 HIDDEN = re.compile(r"^#\s*HIDDEN TESTS\s+(\S+)")
 BEGIN, END = "# BEGIN SOLUTION", "# END SOLUTION"
@@ -681,7 +683,7 @@ def grade_notebook(
             else:
                 status = good[0].get("status")
                 message = _short(good[0].get("message", ""))
-                if status not in ("passed", "failed", "not attempted"):
+                if status not in CHECK_STATUSES:
                     status, message = "not graded", f"the check reported an unknown status {status!r}"
             if good and good[0].get("restored"):
                 names = good[0]["restored"]

@@ -233,6 +233,18 @@ def build_class(course, root):
         "demo.q3",
         "# EXERCISE demo.q3\nimport math\n\nmath.isclose = lambda *a, **k: True\n\n\ndef choose(n, k):\n    return -1",
     )
+    subs["patch_during_check"] = answer(
+        solved(course),
+        "demo.q3",
+        "# EXERCISE demo.q3\nimport math\n\n\ndef choose(n, k):\n    math.isclose = lambda *a, **k: True\n    return -1",
+    )
+    subs["thread_patcher"] = answer(
+        solved(course),
+        "demo.q3",
+        "# EXERCISE demo.q3\nimport math, threading, time\n\n\ndef keep_patching():\n    while True:\n"
+        "        math.isclose = lambda *a, **k: True\n        time.sleep(0.001)\n\n\n"
+        "threading.Thread(target=keep_patching, daemon=True).start()\n\n\ndef choose(n, k):\n    return -1",
+    )
     subs["lying_object"] = answer(
         solved(course),
         "demo.q1",
@@ -343,6 +355,20 @@ CASES = {
     "patch_library": (
         {"demo.q3": (0, "failed", "choose("), **ok("demo.q1", "demo.q2")},
         ["replaced math.isclose", "put the originals back"],
+    ),
+    "patch_during_check": (
+        {
+            "demo.q3": (0, "failed", "replaced math.isclose while it was being checked"),
+            **ok("demo.q1", "demo.q2"),
+        },
+        [],
+    ),
+    "thread_patcher": (
+        {
+            "demo.q3": (0, "not graded", "a thread your notebook started is running"),
+            **ok("demo.q1", "demo.q2"),
+        },
+        [],
     ),
     "lying_object": (
         {"demo.q1": (0, "failed", "class defined in your notebook"), **ok("demo.q2", "demo.q3")},
