@@ -8,11 +8,12 @@ cells = [
 
     **Goal.** See, with numbers you compute yourself, why fine-tuning *every* weight of a large model is
     expensive (memory while training, storage per task), what the three families of PEFT methods change,
-    what they trade away, and where in a transformer each of them plugs in.
+    what they trade away, who uses them, and where in a transformer each of them plugs in.
 
     Concepts: supervised fine-tuning (1), the memory bill of full fine-tuning (2), overfitting and one copy per task
     (3), what PEFT buys (4), trade-offs (5), the three families (6), PEFT vs standard fine-tuning (24),
-    data concerns (25), a transformer refresher (26).
+    data concerns (25), a transformer refresher (26), who uses PEFT and PEFT beyond language models (28), and three
+    claims of the usual course material that measurement corrects (29).
     """),
     code(r"""
     from peftlab.notebook import FAST, pick, show, quiet
@@ -20,20 +21,23 @@ cells = [
 
     import copy
     import math
-    import os
 
     import matplotlib.pyplot as plt
     import pandas as pd
     import torch
+    import transformers
     from IPython.display import display
+    from torch import nn
+    from transformers import LlamaConfig, LlamaForCausalLM
 
     import peftlab
-    from peftlab import LoraConfig, data, get_peft_model, memory, models
+    from peftlab import LoraConfig, data, get_peft_model, make_config, memory, models, showdown
     from peftlab.grading import check
 
     OUT = models.ROOT / "build" / "nb00"  # every file this notebook writes goes here
     OUT.mkdir(parents=True, exist_ok=True)
     pd.set_option("display.max_colwidth", 80)
+    transformers.utils.logging.disable_progress_bar()  # no bar per model load
     print("fast mode (CI smoke run)" if FAST else "class mode")
     """),
     md(r"""
@@ -73,71 +77,116 @@ cells = [
     print(f"an 80 GB GPU holds {80 / (N * 4 / GB):.0%} of it in fp32")
     """),
     md(r"""
-    Training needs much more than the weights. For one step of full fine-tuning with AdamW, memory holds
+    Training needs much more than the weights. For one step with AdamW, memory holds ($N$ parameters, of which $T$
+    train):
 
-    | part | size | why |
-    |---|---|---|
-    | weights | $N \times 4$ B | the model |
-    | gradients | $T \times 4$ B | one per **trainable** parameter $T$ |
-    | optimizer state | $T \times 8$ B | AdamW keeps two running averages per trainable parameter (fp32) |
-    | activations | grows with batch × length × width × layers | what the forward pass saves for backward |
-    | temporaries | a little more | buffers of the backward pass, the allocator's slack |
+    | part | fp32 training | bf16 mixed precision | why |
+    |---|---|---|---|
+    | weights | $4N$ B | $2N$ B | the copy that the forward and backward passes use |
+    | gradients | $4T$ B | $2T$ B | one per **trainable** parameter, in the weights' precision |
+    | fp32 master weights | none | $4T$ B | the optimizer updates an fp32 copy of every trainable weight: bf16 keeps only 8 significant bits, so most small updates would round away |
+    | AdamW moments | $8T$ B | $8T$ B | two running averages per trainable parameter, kept in fp32 |
+    | activations | grows with batch × length × width × layers | 2 bytes each instead of 4 | what the forward pass saves for backward |
+    | temporaries | a little more | | buffers of the backward pass, the allocator's slack |
 
-    Full fine-tuning has $T = N$: 16 bytes per parameter *before* activations. PEFT makes $T$ tiny. The
-    package's `memory.predict` does exactly this arithmetic:
-    """),
-    code(r"""
-    show(memory.predict)
-    """),
-    code(r"""
-    rows = {
-        "full fine-tuning (fp32)": memory.predict(int(N), int(N)),
-        "LoRA, 0.1% trainable (fp32 base)": memory.predict(int(N), int(N * 0.001)),
-        "LoRA, 0.1% trainable (bf16 base)": memory.predict(int(N), int(N * 0.001), bytes_per_param=2),
-    }
-    table = pd.DataFrame({name: r.as_dict(unit=GB) for name, r in rows.items()}).T.drop(columns="activations")
-    table["80 GB GPUs needed"] = (table["total"] / 80).apply(math.ceil)
-    print("70B model, GB, activations not included:")
-    display(table.round(1))
-    print(f"full fine-tuning needs {table['total'].iloc[0] / (N * 4 / GB):.0f}x the memory of the fp32 weights, before activations")
-    """),
-    md(r"""
-    ### Exercise 1 · the memory of full fine-tuning
-    Write `full_ft_memory_gb(n_params, bytes_per_param=4)`: the GB (1 GB = 10⁹ bytes) that weights, gradients
-    and AdamW's two fp32 moments take for full fine-tuning of a model with `n_params` parameters stored with
-    `bytes_per_param` bytes each (gradients have the weights' precision). Leave activations out.
+    Full fine-tuning has $T = N$: **16 bytes per parameter in both columns**, before activations. Mixed precision
+    does not shrink this part of the bill ($2 + 2 + 4 + 8 = 16$); it saves activation memory and time. (Leaving out
+    the master copy gives the 12 bytes per parameter that some material quotes for bf16 training: that is not what
+    standard mixed precision keeps.) PEFT makes $T$ tiny: then a bf16 base costs $2N$ plus $16T$.
+
+    ### Exercise 1 · the memory of a training step
+    Write `train_memory_gb(n_params, n_trainable, bytes_per_param=4)`: the GB (1 GB = 10⁹ bytes) that weights,
+    gradients, the fp32 master copy (only when `bytes_per_param` is below 4) and AdamW's two fp32 moments take, for
+    a model of `n_params` parameters of which `n_trainable` train, with weights stored in `bytes_per_param` bytes
+    (4: fp32, 2: bf16 mixed precision). Leave activations out. The check tries random sizes, full fine-tuning
+    ($T = N$) and PEFT-sized subsets, in both precisions.
     """),
     code(r"""
     # EXERCISE nb00.q1
-    def full_ft_memory_gb(n_params, bytes_per_param=4):
+    def train_memory_gb(n_params, n_trainable, bytes_per_param=4):
         # BEGIN SOLUTION
-        weights = n_params * bytes_per_param
-        gradients = n_params * bytes_per_param
-        adam = 2 * n_params * 4
-        return (weights + gradients + adam) / 1e9
+        weights = n_params * bytes_per_param  # every weight, in its storage precision
+        gradients = n_trainable * bytes_per_param  # one per trainable weight, same precision
+        master = n_trainable * 4 if bytes_per_param < 4 else 0  # fp32 copy the optimizer updates
+        moments = n_trainable * 2 * 4  # AdamW's two fp32 running averages
+        return (weights + gradients + master + moments) / 1e9
         # END SOLUTION
     """),
     code(r"""
     check("nb00.q1")
     """),
     md(r"""
-    ## 3. Measured: one training step of the tiny model, full vs LoRA
+    The package's `memory.predict` does the fp32 part of this arithmetic (it is what our CPU runs hold); for
+    mixed precision we add the master copy next to it. On a 70B model:
+    """),
+    code(r"""
+    show(memory.predict)
+    """),
+    code(r"""
+    def bill_gb(n_params, n_trainable, bytes_per_param):
+        r = memory.predict(int(n_params), int(n_trainable), bytes_per_param=bytes_per_param)
+        master = n_trainable * 4 if bytes_per_param < 4 else 0  # the fp32 master copy of mixed precision
+        return {"weights": r.weights / GB, "gradients": r.gradients / GB, "fp32 master": master / GB,
+                "AdamW moments": r.optimizer / GB, "total": (r.total + master) / GB}
 
-    Now a real step on our `tiny` model (~6.5M parameters), batch of 8 headline examples.
-    `memory.measure_step` runs one AdamW step and counts the bytes that the weights, the `.grad` tensors,
-    the optimizer state and the tensors autograd saved for backward really hold. Next to it: the prediction
-    from the formula above (which knows nothing about activations).
+    rows = {
+        "full fine-tuning, fp32": bill_gb(N, N, 4),
+        "full fine-tuning, bf16 mixed precision": bill_gb(N, N, 2),
+        "LoRA, 0.1% trainable, fp32 base": bill_gb(N, N * 0.001, 4),
+        "LoRA, 0.1% trainable, bf16 base": bill_gb(N, N * 0.001, 2),
+    }
+    table = pd.DataFrame(rows).T
+    table["80 GB GPUs needed"] = (table["total"] / 80).apply(math.ceil)
+    print("70B model, GB, activations not included:")
+    display(table.round(1))
+    per_param = table["total"].iloc[:2] * GB / N
+    assert (per_param.round(9) == 16).all()
+    print(f"full fine-tuning: {per_param.iloc[0]:.0f} bytes/param in fp32, {per_param.iloc[1]:.0f} in bf16 mixed "
+          f"precision = {table['total'].iloc[0] / (N * 4 / GB):.0f}x the fp32 weights, before activations")
+    print(f"bf16 without the master copy would be {(table['total'].iloc[1] - table['fp32 master'].iloc[1]) * GB / N:.0f}"
+          " bytes/param: the figure that leaves the master weights out")
+    """),
+    md(r"""
+    ## 3. Predict, then measure: one training step of the tiny model, full vs LoRA
+
+    Now a real step on our `tiny` model, batch of 8 headline examples. `memory.measure_step` runs one AdamW step
+    (fp32) and counts the bytes that the weights, the `.grad` tensors, the optimizer state and the tensors autograd
+    saved for backward really hold. The two models:
     """),
     code(r"""
     BATCH = data.collate(data.format_causal(train_set[:8], tok, max_len=pick(128, 64)), tok.pad_token_id)
     n_params = sum(p.numel() for p in model.parameters())
-
     full_model = copy.deepcopy(model)  # every parameter trains
-    measured_full = memory.measure_step(full_model, BATCH)
-
     lora_model = get_peft_model(copy.deepcopy(model), LoraConfig(r=8, target_modules=["q_proj", "v_proj"]))
     n_trainable, n_all = lora_model.get_nb_trainable_parameters()
+    print(f"full fine-tuning: {n_params:,} parameters, all of them trainable")
+    print(f"LoRA r=8 on q_proj, v_proj: {n_all:,} parameters (base + adapter), {n_trainable:,} trainable")
+    """),
+    md(r"""
+    ### Exercise 2 · predict before you measure
+    Before running the measurement, predict in MB (1 MB = 10⁶ bytes) what **weights + gradients + AdamW state**
+    will hold in one fp32 step: `predict_full_mb` for full fine-tuning and `predict_lora_mb` for the LoRA model.
+    Use the counts just printed. **Graded: within 2 % of the measurement.** Activations are not part of the
+    prediction: the measurement shows them separately, and how large they are is the surprise of this section.
+    """),
+    code(r"""
+    # EXERCISE nb00.q2
+    # BEGIN SOLUTION
+    predict_full_mb = (4 + 4 + 8) * n_params / 1e6
+    predict_lora_mb = (4 * n_all + (4 + 8) * n_trainable) / 1e6
+    # END SOLUTION
+    """),
+    code(r"""
+    check("nb00.q2")
+    """),
+    code(r"""
+    measured_full = memory.measure_step(full_model, BATCH)
     measured_lora = memory.measure_step(lora_model, BATCH)
+    for name, guess, meas in (("full FT", predict_full_mb, measured_full), ("LoRA", predict_lora_mb, measured_lora)):
+        held = (meas.weights + meas.gradients + meas.optimizer) / 1e6
+        said = "no prediction yet" if guess is ... else f"{guess:.2f} MB ({(guess - held) / held:+.1%})"
+        print(f"{name:8s} you predicted {said}; measured {held:.2f} MB in weights + gradients + optimizer, "
+              f"and {meas.activations / 1e6:.1f} MB of activations on top")
 
     reports = {
         "full FT, predicted": memory.predict(n_params, n_params),
@@ -147,13 +196,17 @@ cells = [
     }
     mem = pd.DataFrame({k: r.as_dict(unit=memory.MB) for k, r in reports.items()}).T[
         ["weights", "gradients", "optimizer", "activations", "total"]]
-    print(f"tiny model: {n_params:,} parameters; LoRA trains {n_trainable:,} ({n_trainable / n_all:.2%}). Megabytes:")
+    print("\nMegabytes:")
     display(mem.round(2))
     for name, (pred, meas) in {"full FT": (reports["full FT, predicted"], measured_full),
                                "LoRA": (reports["LoRA, predicted"], measured_lora)}.items():
         off = sum(abs(getattr(pred, part) - getattr(meas, part)) for part in ("weights", "gradients", "optimizer"))
         print(f"{name}: weights + gradients + optimizer predicted to within {off} bytes; "
               f"activations are {meas.activations / meas.total:.0%} of the measured total")
+    small = (measured_lora.gradients + measured_lora.optimizer) / (measured_full.gradients + measured_full.optimizer)
+    kept = measured_lora.activations / measured_full.activations
+    print(f"LoRA's gradients + optimizer state: {small:.2%} of full fine-tuning's; its activations: {kept:.0%} of them")
+    assert small < 0.02 and kept > 0.5  # the reading below
     """),
     code(r"""
     fig, ax = plt.subplots(figsize=(7, 3.8))
@@ -219,13 +272,13 @@ cells = [
     print(f"10 tasks: full FT {10 * N * 2 / 1e12:.1f} TB  vs  PEFT {(N * 2 + 10 * lora_70b * 2) / 1e9:.1f} GB")
     """),
     md(r"""
-    ### Exercise 2 · storage for many tasks
+    ### Exercise 3 · storage for many tasks
     Write `storage_bytes(n_params, adapter_params, n_tasks, bytes_per_param=4)` returning a pair
     `(full_copies_bytes, base_plus_adapters_bytes)`: the bytes for one full model per task, and for one shared
     base plus one adapter per task.
     """),
     code(r"""
-    # EXERCISE nb00.q2
+    # EXERCISE nb00.q3
     def storage_bytes(n_params, adapter_params, n_tasks, bytes_per_param=4):
         # BEGIN SOLUTION
         full_copies = n_tasks * n_params * bytes_per_param
@@ -234,7 +287,7 @@ cells = [
         # END SOLUTION
     """),
     code(r"""
-    check("nb00.q2")
+    check("nb00.q3")
     """),
     md(r"""
     ## 5. The three families of PEFT
@@ -242,29 +295,42 @@ cells = [
     | family | idea | examples (notebook) |
     |---|---|---|
     | **selective** | train a chosen subset of the existing weights: some layers, some components, or one parameter type | layer freezing, norm-only, BitFit (02) |
-    | **additive** | freeze everything and *add* a few new trainable parts | adapters, (IA)³ (03); soft prompts: prompt tuning, prefix tuning, P-tuning (04) |
-    | **reparameterization** | express the weight *change* in a compact form | LoRA (05), QLoRA, DoRA, AdaLoRA (06) |
+    | **additive** | freeze everything and *add* a few new trainable parts | adapters, (IA)³ (03); soft prompts: prompt tuning, prefix tuning, P-tuning, LLaMA-Adapter (04) |
+    | **reparameterization** | express the weight *change* in a compact form | LoRA (05), QLoRA, DoRA (06) |
+    | hybrid | a reparameterization that also prunes | AdaLoRA (06) |
 
-    All of them live in `peftlab`, behind the same `get_peft_model(model, config)`. Count what each trains on the
-    tiny model (BitFit is left out: LLaMA's layers have no biases to train):
+    **AdaLoRA is not selective**, although it is sometimes listed so. It adds new matrices $P\,\mathrm{diag}(E)\,Q$
+    next to frozen weights (a reparameterization of the update, like LoRA), and what it *selects* are its own new
+    singular values, pruned during training so that the rank budget goes where it matters. No pretrained weight
+    ever trains, which the cell below checks.
+
+    All of them live in `peftlab`, behind the same `get_peft_model(model, config)`. The package counts what each
+    trains on the tiny model (`showdown.method_table`, the same settings as the comparison of notebook 07):
     """),
     code(r"""
-    families = {
-        "selective: norm layers only": ("selective", peftlab.LNTuningConfig()),
-        "selective: top block only": ("selective", peftlab.LayerFreezeConfig(num_trainable_layers=1)),
-        "additive: bottleneck adapters": ("additive", peftlab.BottleneckConfig()),
-        "additive: (IA)^3 vectors": ("additive", peftlab.IA3Config()),
-        "additive: prompt tuning (20 tokens)": ("additive (soft prompt)", peftlab.PromptTuningConfig(num_virtual_tokens=20)),
-        "reparameterization: LoRA r=8 on q,v": ("reparameterization", LoraConfig(r=8, target_modules=["q_proj", "v_proj"])),
-    }
-    rows = []
-    for name, (family, config) in families.items():
-        trainable, _ = get_peft_model(copy.deepcopy(model), config).get_nb_trainable_parameters()
-        rows.append({"method": name, "family": family, "trainable": trainable, "% of the base": 100 * trainable / n_params})
-    rows.append({"method": "full fine-tuning", "family": "baseline", "trainable": n_params, "% of the base": 100.0})
-    display(pd.DataFrame(rows).set_index("method").round(3))
+    table = pd.DataFrame(showdown.method_table("tiny")).set_index("method")
+    table["% of the base"] = 100 * table["trainable"] / n_params
+    display(table[["family", "trainable", "% of the base", "what trains", "note"]].round(3))
+
+    peft_rows = table.drop(index=["full", "layer_freeze"]).dropna(subset=["trainable"])
+    lo, hi = peft_rows["% of the base"].min(), peft_rows["% of the base"].max()
+    print(f"the {len(peft_rows)} PEFT methods train {lo:.2f}% ({peft_rows['% of the base'].idxmin()}) to "
+          f"{hi:.2f}% ({peft_rows['% of the base'].idxmax()}) of the base; "
+          f"unfreezing the top block trains {table.loc['layer_freeze', '% of the base']:.1f}%")
+    assert hi < 5 and table.loc["layer_freeze", "% of the base"] < 15  # nowhere near "15-20 %"
+
+    adalora = get_peft_model(copy.deepcopy(model), make_config("adalora", init_r=12, target_r=8, total_step=100,
+                                                             target_modules=["q_proj", "v_proj"]))
+    trained = [n for n, p in adalora.named_parameters() if p.requires_grad]
+    assert trained and all(".lora_" in n for n in trained)  # only its own new P, E, Q tensors
+    print(f"AdaLoRA trains {len(trained)} tensors, all new ({sorted({n.split('.')[-2] for n in trained})}): "
+          "not one pretrained weight")
     """),
     md(r"""
+    **The "15–20 % of the weights" that some course material says PEFT trains is far off.** The cell above measures
+    well under 5 % for every PEFT method here (its exact range is printed). Only unfreezing whole blocks of the original model (a selective method) trains a double-digit
+    share.
+
     ### Trade-offs
 
     | | selective | additive: adapters | additive: soft prompts | reparameterization (LoRA) |
@@ -284,12 +350,57 @@ cells = [
     | data needs | larger labelled sets, or it overfits | works with small labelled sets (few parameters to fit) |
     | training time | long: every weight updated | shorter steps; fewer parameters to move |
     | compute / memory | weights + gradients + optimizer for all (16 B/param + activations) | mostly just the weights + activations |
-    | overfitting / forgetting | higher risk: every weight can drift, old skills get overwritten (catastrophic forgetting) | lower risk: the base stays frozen, the adapter can be switched off |
+    | overfitting / forgetting | higher risk: every weight can drift, old skills get overwritten (catastrophic forgetting) | the base stays frozen and the adapter can be switched off; how much a method forgets still has to be measured (notebooks 02 and 07) |
     | performance | the ceiling, when data and compute are plentiful | usually slightly below full fine-tuning, far above the base model |
     | storage | one full copy per task | one base + a small adapter per task |
     | use cases | a single high-stakes task with lots of data and hardware; changing the model's core knowledge | many tasks or customers on one base, limited GPUs, quick iteration, on-device |
 
-    ## 6. Data concerns
+    ## 6. Who uses PEFT, and not only for language
+
+    * **Open-source tooling.** Hugging Face's `peft` library (whose API `peftlab` copies) adds LoRA, (IA)³, prompt
+      tuning and the rest to `transformers` and `diffusers` models; fine-tuning frameworks built around it (TRL,
+      Axolotl, LLaMA-Factory, Unsloth) make LoRA and QLoRA the usual way to tune a model of billions of parameters
+      on one GPU.
+    * **Cloud tuning services.** Managed tuning lets a customer upload labelled pairs and get a tuned model served
+      next to a shared base. Google's Vertex AI documentation names its parameter-efficient option *adapter tuning*.
+      Serving systems such as vLLM (and research systems like S-LoRA and Punica) keep one base model in GPU memory
+      and apply a different LoRA adapter to each request.
+    * **On device.** Apple describes the on-device model of Apple Intelligence as one base specialised per feature by
+      LoRA adapters that are swapped in as needed, and lets app developers train their own.
+    * **Beyond language models.** Image generation made LoRA famous outside NLP: Stable Diffusion LoRAs (a style, a
+      character, a product) are shared as files of megabytes instead of multi-gigabyte checkpoints, trained with the
+      `diffusers` scripts. They adapt the **attention projections** of the denoising U-Net (`to_q`, `to_k`, `to_v`,
+      `to_out`), including the cross-attention in which image positions attend to the text prompt. The same ideas
+      work for vision transformers (adapters; visual prompt tuning), speech recognisers and protein language models.
+
+    Nothing in LoRA is specific to text: it wraps linear layers, wherever they are. A cross-attention block shaped
+    like the ones in a diffusion U-Net (image features attend to text features; the names are diffusers'), with
+    `peftlab`'s LoRA on its four projections:
+    """),
+    code(r"""
+    class CrossAttention(nn.Module):
+        # image positions (B, HW, d) attend to text tokens (B, T, d_text), as in a diffusion U-Net
+        def __init__(self, d=320, d_text=768):
+            super().__init__()
+            self.to_q = nn.Linear(d, d, bias=False)
+            self.to_k = nn.Linear(d_text, d, bias=False)
+            self.to_v = nn.Linear(d_text, d, bias=False)
+            self.to_out = nn.Linear(d, d)
+
+        def forward(self, image, text):
+            q, k, v = self.to_q(image), self.to_k(text), self.to_v(text)
+            return image + self.to_out(torch.softmax(q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5, -1) @ v)
+
+    torch.manual_seed(0)
+    xattn = CrossAttention()
+    image, text = torch.randn(1, 64, 320), torch.randn(1, 77, 768)  # an 8x8 latent, a 77-token prompt
+    before = xattn(image, text)
+    unet_lora = get_peft_model(xattn, LoraConfig(r=4, target_modules=["to_q", "to_k", "to_v", "to_out"]))
+    unet_lora.print_trainable_parameters()
+    print("same output at initialisation (B = 0):", torch.allclose(unet_lora(image, text), before))
+    """),
+    md(r"""
+    ## 7. Data concerns
 
     * **Memorisation.** Fine-tuned models can reproduce training examples word for word, and examples that appear
       several times are memorised far more readily. If the training data is private (medical notes, customer
@@ -308,7 +419,7 @@ cells = [
     * **Label quality decides success.** Fine-tuning copies what the labels show, mistakes included. A few hundred
       clean, consistent examples often beat thousands of noisy ones; check a sample of your labels by hand first.
 
-    ## 7. Transformer refresher: where each method plugs in
+    ## 8. Transformer refresher: where each method plugs in
 
     A decoder block (LLaMA, our `tiny` model) turns a sequence of token vectors $x \in \mathbb{R}^{T \times d}$
     into a new one, twice adding a sublayer's output to its input (*residual* connections), each sublayer reading a
@@ -338,6 +449,36 @@ cells = [
                 print(f"{sub:28s} {n:>9,d} parameters")
     """),
     md(r"""
+    **"Most of a transformer's parameters are in attention"**, another claim of the usual material, is wrong for
+    these models. Count a block of `tiny` and of SmolLM2-135M (the real model of notebooks 07 and 08; its published
+    configuration, built on the `meta` device, so no memory and no download):
+    """),
+    code(r"""
+    smollm2 = LlamaConfig(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                          num_attention_heads=9, num_key_value_heads=3, tie_word_embeddings=True)
+    with torch.device("meta"):
+        real = LlamaForCausalLM(smollm2)
+    assert sum(p.numel() for p in real.parameters()) == 134_515_008  # SmolLM2-135M's parameter count
+
+    rows = []
+    for label, m in (("tiny", model), ("SmolLM2-135M", real)):
+        b = m.model.layers[0]
+        attn, mlp = (sum(p.numel() for p in part.parameters()) for part in (b.self_attn, b.mlp))
+        total = sum(p.numel() for p in b.parameters())
+        embed = m.model.embed_tokens.weight.numel()
+        rows.append({"model": label, "attention": attn, "MLP": mlp, "norms": total - attn - mlp,
+                     "MLP share of a block": mlp / total, "MLP width / model width": m.config.intermediate_size / m.config.hidden_size,
+                     "embeddings share of the model": embed / sum(p.numel() for p in m.parameters())})
+    shares = pd.DataFrame(rows).set_index("model")
+    display(shares.round(3))
+    assert (shares["MLP share of a block"] > 0.7).all()
+    """),
+    md(r"""
+    The MLP holds about three quarters of every block (the exact shares are in the table): it has three matrices
+    whose inner width is between two and three times the model width, while grouped-query attention makes $K$ and $V$
+    narrower than $Q$. This is one reason why LoRA on attention only (notebook 05) trains so little, and why
+    (IA)³ and the adapters also reach into the FFN.
+
     | where | what the method does there | method (notebook) |
     |---|---|---|
     | `embed_tokens` input | prepend learned virtual token vectors | prompt tuning, P-tuning (04) |
@@ -355,13 +496,13 @@ cells = [
         print(f"{name:36s} {str(tuple(p.shape)):12s} trainable={p.requires_grad}")
     """),
     md(r"""
-    ### Exercise 3 · scaled dot-product attention
+    ### Exercise 4 · scaled dot-product attention
     Write `attention(Q, K, V)` for tensors of shape `(..., T, d_k)` (no mask): scores $QK^\top/\sqrt{d_k}$,
     softmax over the keys, then the weighted sum of the values. The check compares it with PyTorch's
     `torch.nn.functional.scaled_dot_product_attention` on random inputs of several shapes.
     """),
     code(r"""
-    # EXERCISE nb00.q3
+    # EXERCISE nb00.q4
     def attention(Q, K, V):
         # BEGIN SOLUTION
         scores = Q @ K.transpose(-2, -1) / math.sqrt(Q.shape[-1])  # (..., T, T)
@@ -370,10 +511,10 @@ cells = [
         # END SOLUTION
     """),
     code(r"""
-    check("nb00.q3")
+    check("nb00.q4")
     """),
     code(r"""
-    # HIDDEN TESTS nb00.q3
+    # HIDDEN TESTS nb00.q4
     _Q = torch.zeros(4, 3)
     _V = torch.arange(12.0).reshape(4, 3)
     assert torch.allclose(attention(_Q, torch.randn(4, 3), _V), _V.mean(0).expand(4, 3), atol=1e-6), "equal scores must average the values"
@@ -384,12 +525,18 @@ cells = [
     ## Recap
 
     * Supervised fine-tuning continues training a pretrained model on labelled input → output pairs, with the loss on the answer.
-    * Full fine-tuning pays for weights + gradients + AdamW moments (16 bytes per fp32 parameter) + activations:
-      a 70B model needs 280 GB just to load in fp32 and over a terabyte to train.
+    * Full fine-tuning pays for weights + gradients + AdamW moments: 16 bytes per parameter, in fp32 (4 + 4 + 8) and in
+      bf16 mixed precision alike (2 + 2 + 4 for the fp32 master copy + 8), plus activations. A 70B model needs
+      280 GB just to load in fp32 and over a terabyte to train.
     * PEFT trains a small subset or a small add-on: gradients and optimizer state shrink with it; activations do not
-      (we measured it). The result is a small file per task next to one shared base model.
-    * Three families: selective, additive (adapters, soft prompts), reparameterization (LoRA and kin), with different
-      trade-offs in parameters, memory, speed, quality and inference cost.
+      (you predicted the first part and measured the second). The result is a small file per task next to one
+      shared base model.
+    * Three families: selective, additive (adapters, soft prompts), reparameterization (LoRA and kin; AdaLoRA is a
+      reparameterization that prunes, not a selective method), with different trade-offs in parameters, memory,
+      speed, quality and inference cost. They train well under 5 % of the weights, not "15–20 %".
+    * PEFT is everywhere large models are tuned: libraries, cloud tuning services, adapter-per-request serving,
+      on-device models, and image generation (LoRA on a diffusion model's attention projections).
+    * In LLaMA-style blocks the MLP, not attention, holds most of the parameters.
     * Mind the data: models memorise (especially duplicates), in-context learning avoids putting private data in
       weights, and label quality sets the ceiling.
 
