@@ -34,11 +34,11 @@ from .llama_adapter import AdaptionPromptConfig
 from .lora import LoraConfig
 from .multitask import MultitaskPromptTuningConfig
 from .p_tuning import PromptEncoderConfig
-from .peft_model import PeftModel
+from .peft_model import PeftModel, get_peft_model
 from .prefix import PrefixTuningConfig
 from .prompt_tuning import PromptTuningConfig, nearest_tokens
 from .qlora import QLoraConfig
-from .registry import METHODS, get_peft_model, make_config
+from .registry import METHODS, make_config
 from .selective import BitFitConfig, LayerFreezeConfig, LNTuningConfig
 
 __all__ = [

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .inject import weight_as_out_in
-from .lora import LoraConfig, LoraLinear, apply_lora
+from .lora import LINEAR_VARIANTS, LoraConfig, LoraLinear, apply_lora
 from .registry import register
 
 
@@ -109,4 +109,5 @@ def check_dora_targets(model: nn.Module, targets: list[str]) -> None:
         )
 
 
+LINEAR_VARIANTS["dora"] = (DoraLinear, check_dora_targets)
 register("dora", LoraConfig, apply_lora, defaults={"use_dora": True})

@@ -152,14 +152,20 @@ class LoraEmbedding(LoraLayer):
         return result + (after_A @ self.lora_embedding_B[name].T) * self.scaling[name]  # (B, T, C)
 
 
+# variants of the linear LoRA layer, filled in by their own modules (dora.py adds "dora": (DoraLinear, check)),
+# so that this file needs none of them: `LoraConfig(use_dora=True)` picks the DoRA layer from here.
+LINEAR_VARIANTS: dict[str, tuple[type, object]] = {}
+
+
 def apply_lora(model: nn.Module, config: LoraConfig, adapter_name: str, layer_cls=None) -> list[str]:
     """Wrap every targeted Linear/Conv1D/Embedding of `model` in a LoRA layer holding adapter `adapter_name`."""
     targets = find_targets(model, config.target_modules, layer_types=(*LINEAR_TYPES, nn.Embedding))
-    if config.use_dora:  # DoRA (dora.py) = LoRA with a magnitude vector; imported here, dora.py imports this file
-        from .dora import DoraLinear, check_dora_targets
-
-        check_dora_targets(model, targets)
-        layer_cls = layer_cls or DoraLinear
+    if config.use_dora:  # DoRA = LoRA with a magnitude vector (dora.py registers its layer here)
+        if "dora" not in LINEAR_VARIANTS:
+            raise RuntimeError("use_dora=True needs peftlab.dora, which `import peftlab` loads")
+        dora_layer, check_targets = LINEAR_VARIANTS["dora"]
+        check_targets(model, targets)
+        layer_cls = layer_cls or dora_layer
     for name in targets:
         module = model.get_submodule(name)
         if not isinstance(module, LoraLayer):

@@ -402,3 +402,8 @@ class PeftModel(nn.Module):
 def _write_json(obj: dict, path: str) -> None:
     with open(path, "w") as f:
         json.dump(obj, f, indent=2, sort_keys=True)
+
+
+def get_peft_model(model: nn.Module, config: PeftConfig, adapter_name: str = "default") -> PeftModel:
+    """Freeze `model`, inject the method that `config` describes, and return the `PeftModel` wrapper."""
+    return PeftModel(model, config, adapter_name)

@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from torch import nn
-
 from .config import PeftConfig
 
 
@@ -68,10 +66,3 @@ def make_config(name: str, **kwargs) -> PeftConfig:
         raise ValueError(f"unknown method {name!r}; registered methods: {sorted(METHODS)}.")
     m = METHODS[name]
     return m.config_cls(**{**m.defaults, **kwargs})
-
-
-def get_peft_model(model: nn.Module, config: PeftConfig, adapter_name: str = "default"):
-    """Freeze `model`, inject the method that `config` describes, and return the `PeftModel` wrapper."""
-    from .peft_model import PeftModel
-
-    return PeftModel(model, config, adapter_name)
