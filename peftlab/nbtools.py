@@ -614,7 +614,17 @@ def grade_notebook(
     plan = build_plan(ref, sub)
     last = max((k for k, pc in enumerate(plan.cells) if pc.role == "grader"), default=len(plan.cells) - 1)
     if not tail and last < len(plan.cells) - 1:
+        dropped = [pc.where for pc in plan.cells[last + 1 :] if pc.role == "added"]
         plan.cells = plan.cells[: last + 1]
+        if dropped:
+            kept = [pc.where for pc in plan.cells if pc.role == "added"]
+            plan.notes = [n for n in plan.notes if not n.startswith("cells you added")]
+            if kept:
+                plan.notes.append("cells you added (they ran where you put them): " + "; ".join(kept))
+            plan.notes.append(
+                "cells you added after the last check (not run: they cannot change a grade): "
+                + "; ".join(dropped)
+            )
     env = {k: v for k, v in os.environ.items() if not k.startswith("PEFTLAB_GRADE")}
     env["PEFTLAB_FAST"] = "1" if fast else "0"
     if threads:

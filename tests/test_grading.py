@@ -306,7 +306,7 @@ CASES = {
     "untouched": ({ex: (0, "not attempted", "") for ex in FULL}, ["0/9 points"]),
     "forger": (
         {"demo.q1": (0, "not attempted", ""), **ok("demo.q2", "demo.q3")},
-        ["did not sign (forged?)", "imitates the grader's result line"],
+        ["did not sign (forged?)", "imitates the grader's result line", "after the last check (not run"],
     ),
     "patch_evaluate": (
         {"demo.q1": (0, "not attempted", ""), **ok("demo.q2", "demo.q3")},
@@ -453,3 +453,108 @@ def test_plan_runs_the_instructors_cells_and_the_students_additions(course):
     assert len(set(keys)) == len(keys) == 4
     assert all(pc.key in pc.source for pc in plan.cells if pc.role == "grader")
     assert not any(k in pc.source for k in keys for pc in plan.cells if pc.role not in ("baseline", "grader"))
+
+
+# -- the same tricks on a real notebook, for `make grade` (not run by pytest: about 20 s per submission) ----------
+def build_rank_class(root, instructor=Path(__file__).parents[1] / "notebooks" / "01_rank.ipynb"):
+    """SUBMISSIONS/<student>/01_rank.ipynb, one trick or fault each, aimed at nb01.q1 (rank_of) or nb01.q2
+    (low_rank_approx); every other exercise holds the instructor's answer, which must still score.
+
+        python tests/test_grading.py build/tamper && make grade SUBMISSIONS=build/tamper
+    """
+    root, name = Path(root), instructor.name
+    ref = nbformat.read(str(instructor), as_version=4)
+
+    def solved_rank():
+        nb = nbtools.student_copy(ref)
+        for c in nb.cells:
+            ex = nbtools.exercise_id(c)
+            if ex:
+                c.source = next(r.source for r in ref.cells if nbtools.exercise_id(r) == ex)
+        return nb
+
+    def q(nb, ex, source):
+        return answer(nb, ex, f"# EXERCISE {ex}\n{source}")
+
+    wrong_rank = "def rank_of(M, tol=1e-6):\n    return 0"
+    sleep_loop = "import time\n\nwhile True:\n    time.sleep(1)"  # an endless loop that spares the CPU
+    subs = {
+        "honest": solved_rank(),
+        "untouched": nbtools.student_copy(ref),
+        "forger": add_after(q(solved_rank(), "nb01.q1", wrong_rank), "# EXERCISE nb01.q4", FORGE),
+        "patch_evaluate": add_after(
+            q(solved_rank(), "nb01.q1", wrong_rank),
+            "# EXERCISE nb01.q1",
+            "import peftlab.grading as g\n"
+            "g.evaluate = lambda ex, ns: {'id': ex.id, 'status': 'passed', 'points': ex.points, 'max': ex.points, "
+            "'message': ''}",
+        ),
+        "patch_checks": q(
+            solved_rank(),
+            "nb01.q1",
+            "import peftlab.grading as g\n\nfor ex in g.EXERCISES.values():\n    ex.fn = lambda ns: None\n"
+            "rank_of = lambda M, tol=1e-6: 0",
+        ),
+        "redefine_check": q(
+            solved_rank(),
+            "nb01.q1",
+            "def check(ex_id):\n    print(f'✅ {ex_id}: passed (2/2 points)')\n\n\n" + wrong_rank,
+        ),
+        "points_over_max": add_after(
+            solved_rank(),
+            "# EXERCISE nb01.q1",
+            "import peftlab.grading as g\ng.get_exercise('nb01.q1').points = 100\n" + FORGE,
+        ),
+        "endless_loop": q(solved_rank(), "nb01.q1", sleep_loop),
+        "unkillable_loop": q(
+            solved_rank(),
+            "nb01.q1",
+            "import signal, time\n\n\ndef rank_of(M, tol=1e-6):\n    signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+            "    while True:\n        time.sleep(1)",
+        ),
+        "dead_kernel": q(solved_rank(), "nb01.q1", "import os\n\nos._exit(1)"),
+        "patch_library": q(
+            solved_rank(),
+            "nb01.q2",
+            "torch.allclose = lambda *a, **k: True\n\n\ndef low_rank_approx(W, r):\n    return W",
+        ),
+        "patch_during_check": q(
+            solved_rank(),
+            "nb01.q2",
+            "def low_rank_approx(W, r):\n    torch.allclose = lambda *a, **k: True\n    return W",
+        ),
+        "lying_object": q(
+            solved_rank(),
+            "nb01.q1",
+            "class Yes(int):\n    def __eq__(self, other):\n        return True\n\n    __hash__ = int.__hash__\n\n\n"
+            "def rank_of(M, tol=1e-6):\n    return Yes(0)",
+        ),
+        "stdout_rewriter": add_after(q(solved_rank(), "nb01.q1", wrong_rank), "# EXERCISE nb01.q1", REWRITER),
+        "ipython_hook": q(
+            solved_rank(),
+            "nb01.q1",
+            "get_ipython().events.register('pre_run_cell', lambda info: None)\n\n\n"
+            "def rank_of(M, tol=1e-6):\n    S = torch.linalg.svdvals(M)\n    return int((S > tol * S[0]).sum()) if "
+            "S.numel() and S[0] > 0 else 0",
+        ),
+        "raiser": q(solved_rank(), "nb01.q2", "raise RuntimeError('boom')"),
+    }
+    nb = q(solved_rank(), "nb01.q1", wrong_rank)
+    nb.cells[index_of(nb, 'check("nb01.q1")')].source = 'print("✅ nb01.q1: passed (2/2 points)")'
+    subs["edit_check_cell"] = add_after(nb, 'print("✅', "# HIDDEN TESTS nb01.q1\nassert True")
+    nb = solved_rank()
+    del nb.cells[index_of(nb, "# EXERCISE nb01.q2")]
+    subs["deleted_exercise"] = nb
+    for student, nb in subs.items():
+        (root / student).mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, str(root / student / name))
+    for student, raw in {"not_json": "{ this is not json", "empty": ""}.items():
+        (root / student).mkdir(parents=True, exist_ok=True)
+        (root / student / name).write_text(raw)
+    (root / "renamed").mkdir(parents=True, exist_ok=True)
+    nbformat.write(solved_rank(), str(root / "renamed" / name.replace("_", "-", 1)))
+    return root
+
+
+if __name__ == "__main__":
+    print(f"wrote {build_rank_class(sys.argv[1] if len(sys.argv) > 1 else 'build/tamper')}")
