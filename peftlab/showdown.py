@@ -438,6 +438,14 @@ def load_data(args) -> dict:
     }
 
 
+def every_row(ledger: Ledger, settings: dict, args) -> list[dict]:
+    """Every finished row of these settings in the ledger, whichever worker ran it: the table is always whole."""
+    ledger.reload()
+    seeds = range(args.seed, args.seed + args.extra_seeds + 1)
+    recs = (ledger.get(run_key(settings, kind="row", method=m, seed=s)) for m in ALL_ROWS for s in seeds)
+    return [r["row"] for r in recs if r is not None]
+
+
 def in_table_order(rows: list[dict]) -> list[dict]:
     return sorted(rows, key=lambda r: (ALL_ROWS.index(r["method"]), r["seed"]))
 
@@ -515,12 +523,15 @@ def main(argv=None) -> list[dict]:
             log(f"  {method} failed: {msg}")
         ledger.add({"key": key, "kind": "row", "method": method, "row": row})
         rows.append(row)
-        write_outputs(in_table_order(rows), data_["test"], out, args.model, settings, {"partial": True})
+        table = in_table_order(every_row(ledger, settings, args))  # also the rows of other workers
+        write_outputs(table, data_["test"], out, args.model, settings, {"partial": True})
     meta = {
         "wall_seconds_this_invocation": round(time.time() - t_start, 1),
         "torch_threads": torch.get_num_threads(),
     }
-    write_outputs(in_table_order(rows), data_["test"], out, args.model, settings, meta)
+    write_outputs(
+        in_table_order(every_row(ledger, settings, args)), data_["test"], out, args.model, settings, meta
+    )
     log(f"done in {time.time() - t_start:.0f} s -> {out}/showdown_{args.model}.csv, .md, .png")
     return rows
 

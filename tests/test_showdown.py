@@ -207,3 +207,13 @@ def test_adalora_val_loss_is_task_loss_only():
     task = showdown.task_loss(model, tok, val, argparse.Namespace(max_len=64))
     assert task == pytest.approx(evaluate_loss(base, tok, val, max_len=64), abs=1e-5)
     assert evaluate_loss(model, tok, val, max_len=64) > task + 0.1  # the penalty is back afterwards
+
+
+@needs_tiny
+def test_a_worker_on_a_subset_keeps_the_other_workers_rows(tmp_path):
+    common = ["--fast", "--extra-seeds", "0", "--quiet", "--out", str(tmp_path)]
+    showdown.main([*common, "--methods", "base,lead_n"])
+    showdown.main([*common, "--methods", "lora"])  # a second worker, another subset, the same ledger
+    table = showdown_report.load_results(tmp_path / "showdown_tiny.csv")
+    assert [r["method"] for r in table] == ["base", "lead_n", "lora"]
+    assert table[2]["rouge1_vs_base"] is not None  # paired with a row this worker did not run
