@@ -6,9 +6,10 @@ cells = [
     md(r"""
     # 03 · Adapters and (IA)³: small new modules inside a frozen transformer
 
-    **Goal.** See where in a transformer block each additive method plugs in, count a bottleneck adapter's
-    parameters by hand ($2md + d + m$) and check the count against the package, train Houlsby, Pfeiffer and
-    (IA)³ adapters on the same task, and merge (IA)³ into the base weights.
+    **Goal.** See where in a transformer block each additive method plugs in, build a bottleneck adapter and the
+    (IA)³ rescaling (with its merge) yourself and check them against the package, count their parameters
+    ($2md + d + m$ per adapter), train Houlsby, Pfeiffer and (IA)³ adapters on the same task, and merge (IA)³ into
+    the base weights.
 
     Concepts: adapters (8), (IA)³ (9), the transformer refresher and where each PEFT method intervenes (26).
     """),
@@ -24,6 +25,7 @@ cells = [
     import torch
     from IPython.display import display
     from matplotlib.patches import FancyBboxPatch
+    from torch import nn
 
     from peftlab import data, get_peft_model, make_config, models
     from peftlab.grading import check
@@ -112,11 +114,43 @@ cells = [
 
     $$ h \leftarrow h + W_{up}\, f(W_{down} h + b_{down}) + b_{up}, \qquad W_{down}: m \times d,\ W_{up}: d \times m. $$
 
-    The base model stays frozen; only the adapters train. $W_{up}$ starts at zero, so each adapter starts as the
-    identity and training begins from exactly the pretrained model.
+    The base model stays frozen; only the adapters train. $W_{up}$ (and $b_{up}$) start at zero, so each adapter
+    starts as the identity and training begins from exactly the pretrained model; $W_{down}$ starts random, so the
+    very first gradient step already moves $W_{up}$.
     **Houlsby** et al. (2019) put one after the attention and one after the FFN of every block;
     **Pfeiffer** et al. (2020) keep only the one after the FFN (half the adapters, similar quality).
-    The package's adapter layer:
+
+    ### Exercise 1 · build the adapter
+    Write the module `Adapter(d, m)`: an `nn.Linear` named `down` ($d \to m$, with bias), a ReLU, an `nn.Linear`
+    named `up` ($m \to d$, with bias) whose weight and bias start at **zero**, and a `forward(h)` that returns
+    $h + \mathrm{up}(\mathrm{relu}(\mathrm{down}(h)))$ for `h` of shape `(batch, tokens, d)`. The check builds yours
+    with random sizes in float32 and float64 and tests that it starts as the identity, has the right parameter
+    count, gets a gradient, and, with the package's weights copied in, gives the package's outputs.
+    """),
+    code(r"""
+    # EXERCISE nb03.q1
+    class Adapter(nn.Module):
+        def __init__(self, d, m):
+            super().__init__()
+            # BEGIN SOLUTION
+            self.down = nn.Linear(d, m)  # W_down (m, d), b_down (m,): random, as nn.Linear starts
+            self.act = nn.ReLU()
+            self.up = nn.Linear(m, d)  # W_up (d, m), b_up (d,)
+            nn.init.zeros_(self.up.weight)  # the adapter adds exactly 0 at the start
+            nn.init.zeros_(self.up.bias)
+            # END SOLUTION
+
+        def forward(self, h):  # h: (B, T, d)
+            # BEGIN SOLUTION
+            return h + self.up(self.act(self.down(h)))  # residual around the bottleneck
+            # END SOLUTION
+    """),
+    code(r"""
+    check("nb03.q1")
+    """),
+    md(r"""
+    The package's adapter layer does the same, on the output of the sublayer it wraps (attention modules return a
+    tuple, hence the unpacking), for one of possibly several named adapters:
     """),
     code(r"""
     from peftlab.adapters import BottleneckLayer
@@ -146,22 +180,6 @@ cells = [
     print(pm.base_model.model.layers[0].mlp)
     """),
     md(r"""
-    ### Exercise nb03.q1: an adapter's parameters
-
-    Write `adapter_param_count(d, m)`: the trainable parameters of one bottleneck adapter (down-projection with
-    bias, up-projection with bias) for hidden size $d$ and bottleneck $m$.
-    """),
-    code(r"""
-    # EXERCISE nb03.q1
-    def adapter_param_count(d, m):
-        # BEGIN SOLUTION
-        return (m * d + m) + (d * m + d)  # down (weight + bias) + up (weight + bias)
-        # END SOLUTION
-    """),
-    code(r"""
-    check("nb03.q1")
-    """),
-    md(r"""
     ## 3. (IA)³: rescale, don't add
 
     (IA)³ ("Infused Adapter by Inhibiting and Amplifying Inner Activations", Liu et al. 2022) is even smaller.
@@ -172,26 +190,61 @@ cells = [
        W_{down}\big(l_{ff} \odot \text{activations}\big). $$
 
     Each $l$ starts at all ones (identity); a value above 1 amplifies a feature, below 1 inhibits it. On LLaMA
-    the targets are `k_proj`, `v_proj` (scaled on their output) and `down_proj` (scaled on its input):
+    the targets are `k_proj`, `v_proj` (scaled on their **output**: $y = l \odot (Wx + b)$) and `down_proj` (scaled
+    on its **input**: $y = W(l \odot x) + b$).
+
+    Because a rescaling is a diagonal matrix, it folds into the weight: $l \odot (Wx + b) = (\mathrm{diag}(l)\,W)\,x
+    + l \odot b$ scales the **rows** of $W$ (and the bias), and $W(l \odot x) = (W\,\mathrm{diag}(l))\,x$ scales its
+    **columns** (the bias stays). That is *merging*: the same outputs with no extra work at inference.
+
+    ### Exercise 2 · the (IA)³ rescaling and its merge
+    For a linear layer with `weight` $W$ of shape `(out, in)`, `bias` $b$ `(out,)` and a 1-D vector `l`:
+
+    * `ia3_forward(x, weight, bias, l, feedforward)`: the (IA)³ layer's output for `x` of shape `(..., in)`:
+      output side when `feedforward` is False (`l` has `out` entries), input side when True (`in` entries);
+    * `ia3_merge(weight, bias, l, feedforward)`: the pair `(merged_weight, merged_bias)` of a plain linear layer
+      with the same outputs.
+
+    The check compares both with peftlab's `IA3Linear` (and its `merge`) on random layers, square and not.
+    """),
+    code(r"""
+    # EXERCISE nb03.q2
+    def ia3_forward(x, weight, bias, l, feedforward):
+        # BEGIN SOLUTION
+        if feedforward:  # FFN down-projection: scale its input features, then W
+            return (x * l) @ weight.T + bias
+        return (x @ weight.T + bias) * l  # keys / values: scale the output features
+        # END SOLUTION
+
+
+    def ia3_merge(weight, bias, l, feedforward):
+        # BEGIN SOLUTION
+        if feedforward:
+            return weight * l[None, :], bias  # W diag(l): column j times l_j; the bias is added after
+        return weight * l[:, None], bias * l  # diag(l) W: row i times l_i, and the bias too
+        # END SOLUTION
+    """),
+    code(r"""
+    check("nb03.q2")
+    """),
+    md(r"""
+    The package's layer, and the (IA)³ model of `tiny`:
     """),
     code(r"""
     from peftlab.ia3 import IA3Linear
     show(IA3Linear.forward)
     ia3 = get_peft_model(copy.deepcopy(base), make_config("ia3"))
     ia3.print_trainable_parameters()
-    kv = cfg.num_key_value_heads * (cfg.hidden_size // cfg.num_attention_heads)  # width of K and V (grouped-query)
-    print(f"by hand: {L} blocks x (l_k {kv} + l_v {kv} + l_ff {cfg.intermediate_size}) = "
-          f"{L * (2 * kv + cfg.intermediate_size):,}")
     """),
     md(r"""
-    ### Exercise nb03.q2: count (IA)³ on a LLaMA
+    ### Exercise 3 · count (IA)³ on a LLaMA
 
     Write `ia3_param_count(config)` for a `LlamaConfig`: the number of (IA)³ parameters with the default targets.
     Careful: with grouped-query attention, K and V have `num_key_value_heads * head_dim` features, not
     `hidden_size` (head_dim = hidden_size // num_attention_heads).
     """),
     code(r"""
-    # EXERCISE nb03.q2
+    # EXERCISE nb03.q3
     def ia3_param_count(config):
         # BEGIN SOLUTION
         head_dim = config.hidden_size // config.num_attention_heads
@@ -200,7 +253,12 @@ cells = [
         # END SOLUTION
     """),
     code(r"""
-    check("nb03.q2")
+    check("nb03.q3")
+    """),
+    code(r"""
+    kv = cfg.num_key_value_heads * (cfg.hidden_size // cfg.num_attention_heads)  # width of K and V (grouped-query)
+    print(f"by hand: {L} blocks x (l_k {kv} + l_v {kv} + l_ff {cfg.intermediate_size}) = "
+          f"{L * (2 * kv + cfg.intermediate_size):,}; the package: {ia3.get_nb_trainable_parameters()[0]:,}")
     """),
     md(r"""
     ## 4. Train them on the same task
@@ -241,9 +299,22 @@ cells = [
     plt.show()
     """),
     md(r"""
-    (IA)³ trains about a hundredth of what the adapters train, so it gets a larger learning rate (3e-2, as is
-    usual for it). On a model this small and runs this short, expect the adapters to move the loss more; the
-    (IA)³ paper's claim is about large models, where rescaling what is already there goes a long way.
+    (IA)³ trains between a tenth and a twentieth of what the adapters train (the cell below divides the counts), so
+    it gets a larger learning rate (3e-2, the rate the showdown picked for it). On a model this small and runs this
+    short the adapters move the loss more (asserted below); the (IA)³ paper's claim is about large models, where
+    rescaling what is already there goes a long way.
+    """),
+    code(r"""
+    counts = {r["method"]: r["trainable"] for r in rows}
+    for label in ("Houlsby", "Pfeiffer"):
+        print(f"{label:8s} trains {counts[label]:>7,}; (IA)³ trains {counts['(IA)³']:,} = 1/{counts[label] / counts['(IA)³']:.1f} of it")
+    assert all(5 < counts[a] / counts["(IA)³"] < 25 for a in ("Houlsby", "Pfeiffer"))
+    losses = {r["method"]: r["val loss"] for r in rows}
+    print("val loss:", losses)
+    if not FAST:  # the reading above, for the class-mode runs (a 2-step smoke run says nothing)
+        assert max(losses["Houlsby"], losses["Pfeiffer"]) < losses["(IA)³"]
+    """),
+    md(r"""
 
     ## 5. Merging (IA)³
 
