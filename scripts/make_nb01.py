@@ -341,7 +341,7 @@ cells = [
     """),
     md(r"""
     The update is much more concentrated than the pretrained weight (the medians are printed above), but it is not
-    rank 4: by energy it spreads over dozens of directions. Energy is not what matters, though. What matters is how
+    rank 4: by energy it spreads over tens of directions. Energy is not what matters, though. What matters is how
     well the model does with the update **cut to rank $r$**: replace every $\Delta W$ by its best rank-$r$
     approximation $\Delta W_r$, apply $W_0 + \Delta W_r$, and measure the task loss on held-out articles.
 
