@@ -31,10 +31,12 @@ ROOT = Path(__file__).resolve().parents[1]
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 META = "peftlab_site"  # notebook metadata this tool writes on its executed copies: {"fast": bool}
-# a code cell that builds a slider: an ipywidgets slider class, or interact(...), which makes sliders from its kwargs
+# a code cell that builds a slider: an ipywidgets slider class, or interact/interactive(...), which make sliders
+# from their keyword arguments
 # (tests/test_lab_widgets.py moves every slider of these notebooks in a real browser)
 SLIDER = re.compile(
-    r"\b(?:Int|Float|FloatLog|IntRange|FloatRange|Selection|SelectionRange)Slider\b|\binteract\s*\(|@interact\b"
+    r"\b(?:Int|Float|FloatLog|IntRange|FloatRange|Selection|SelectionRange)Slider\b"
+    r"|\binteract(?:ive|_manual)?\s*\(|@interact(?:_manual)?\b"
 )
 WIDGET_NOTE = (
     '<p style="color:#555;font-style:italic;margin:0.3em 0">Interactive control: it needs a running kernel. '

@@ -163,3 +163,21 @@ def test_widgets_become_static():
     assert "widgets" not in out.metadata
     html = site.export(_notebook(), ROOT / "notebooks", "99 · A title", "[back](index.html)")
     assert 'href="index.html"' in html and "A title" in html
+
+
+@pytest.mark.parametrize(
+    "source, slider",
+    [
+        ("w = widgets.IntSlider(value=3)", True),
+        ("s = FloatLogSlider(base=10)", True),
+        ("interact(draw, r=(1, 64))", True),
+        ("@interact\ndef draw(r=4): ...", True),
+        ("ui = interactive(draw, r=(1, 8))", True),
+        ("display(widgets.interactive_output(draw, {'r': s}))", False),
+        ("print('an interactive plot')", False),
+    ],
+)
+def test_slider_cells_are_found_by_their_code(source, slider):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("IntSlider in prose"), nbformat.v4.new_code_cell(source)]
+    assert site.slider_cells(nb) == ([1] if slider else [])
