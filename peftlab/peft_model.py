@@ -340,7 +340,9 @@ class PeftModel(nn.Module):
     def load_adapter(self, path: str, adapter_name: str, is_trainable: bool = False) -> None:
         """Add an adapter saved in `path` under the name `adapter_name`. On any error the model is unchanged."""
         cfg, tensors = read_adapter_dir(path)
-        config = config_class_for(cfg["peft_type"], cfg).from_dict({**cfg, "inference_mode": not is_trainable})
+        config = config_class_for(cfg["peft_type"], cfg).from_dict(
+            {**cfg, "inference_mode": not is_trainable}
+        )
         self.add_adapter(adapter_name, config)
         try:
             self._load_tensors(adapter_name, tensors, path)
@@ -384,7 +386,9 @@ class PeftModel(nn.Module):
     ) -> PeftModel:
         """Wrap `model` with the adapter saved in `path`. On any error `model` is left as it was."""
         cfg, tensors = read_adapter_dir(path)
-        config = config_class_for(cfg["peft_type"], cfg).from_dict({**cfg, "inference_mode": not is_trainable})
+        config = config_class_for(cfg["peft_type"], cfg).from_dict(
+            {**cfg, "inference_mode": not is_trainable}
+        )
         flags = {n: p.requires_grad for n, p in model.named_parameters()}
         peft_model = None
         try:

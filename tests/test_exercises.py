@@ -6,10 +6,10 @@ import importlib
 import pkgutil
 
 import pytest
+from exercise_cases import all_cases
 
 import peftlab.exercises
 from peftlab.grading import EXERCISES, evaluate, get_exercise
-from exercise_cases import all_cases
 
 for _info in pkgutil.iter_modules(peftlab.exercises.__path__):  # register every notebook's checks
     importlib.import_module(f"peftlab.exercises.{_info.name}")

@@ -1,8 +1,9 @@
 """The project's promises about itself: one test command, pinned torch, conda and pip listing the same packages."""
 
 import re
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 
