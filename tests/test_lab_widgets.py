@@ -8,6 +8,8 @@ may appear anywhere.
 
 Needs the `browser` extra (`pip install -e ".[browser]"`, playwright) and Debian's `chromium` (`.ci/run` installs it);
 skips with the reason when either is missing. Playwright's own browser download is never used.
+Knobs: PEFTLAB_CHROMIUM (browser binary), PEFTLAB_LAB_TIMEOUT (seconds for Run All, default 900),
+PEFTLAB_LAB_NOTEBOOKS (another folder of notebooks, to try the test itself), PEFTLAB_FAST (default 1 here).
 """
 
 from __future__ import annotations
