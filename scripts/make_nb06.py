@@ -25,7 +25,7 @@ cells = [
 
     Exercises: **nb06.q1** quantize one block to NF4 and read it back; **nb06.q2** the bits per weight of NF4,
     predicted before it is measured; **nb06.q3** DoRA's forward pass; **nb06.q4** AdaLoRA's importance score.
-    Your code is checked against peftlab's on random shapes, dtypes and seeds.
+    Your code is checked against peftlab's own on random inputs (shapes, dtypes, seeds).
     """),
     code(r"""
     from peftlab.notebook import FAST, pick, show, quiet, slider_figure
@@ -382,7 +382,7 @@ cells = [
     slider_figure(draw_blocks, {"blocksize": block_slider, "double_quant": dq_box})
     """),
     md(r"""
-    Both columns of the sweep move one way (asserted): every doubling of the block size saves bits and costs
+    Both columns of the sweep move one way (asserted): every larger block size in the sweep saves bits and costs
     accuracy. Without double quantization the constants are expensive at small blocks (blocks of 16 cost 6
     bits per weight); with it, blocks of 64 cost 4.127 bits, close to the 4-bit floor, with a smaller error than one
     absmax for the whole matrix (the cell prints both). That is the setting QLoRA uses, and what `QLoraConfig`
@@ -471,6 +471,7 @@ cells = [
     display(mem.round(2).rename(columns=lambda c: f"{c} (MB)"))
     step_ratio = mem.loc["QLoRA", "total"] / mem.loc["LoRA", "total"]
     act_ratio = mem.loc["QLoRA", "activations"] / mem.loc["LoRA", "activations"]
+    assert (mem.loc["QLoRA", ["gradients", "optimizer"]] == mem.loc["LoRA", ["gradients", "optimizer"]]).all()
     assert step_ratio < 1 and act_ratio <= 1.05, "QLoRA must hold less than LoRA, and no more activations"
     print(f"tiny model: one QLoRA step holds {step_ratio:.0%} of LoRA's bytes "
           f"(weights {mem.loc['QLoRA', 'weights']:.1f} MB instead of {mem.loc['LoRA', 'weights']:.1f} MB; "
@@ -763,8 +764,8 @@ cells = [
 
     ### 2.2 What DoRA does *not* do: choose a rank
     The course material says DoRA "adjusts the rank based on magnitude". Measured on the trained model: every
-    layer's LoRA update $BA$ has exactly the rank $r$ of the config, before and after training, and nothing in
-    DoRA changes it; the magnitude is one extra number per output row. DoRA's real change is the split: the
+    layer's LoRA update $BA$ has exactly the rank $r$ of the config (at the start it is 0, since $B = 0$), and
+    nothing in DoRA changes $r$; the magnitude is one extra number per output row. DoRA's real change is the split: the
     merged weight is exactly $m \odot V / \lVert V \rVert_c$. (Because $m$ rescales whole rows of $W_0$, the merged
     change $W' - W_0$ is not low rank at all; it costs only `out` numbers more than LoRA's.)
     """),
@@ -792,8 +793,8 @@ cells = [
           f"to {split_err:.1e}; rank of W' - W0 between {full_ranks.min()} and {full_ranks.max()}")
     """),
     md(r"""
-    DoRA costs a little more work per step than LoRA: each forward pass forms $W_0 + sBA$ and its row norms for
-    every targeted layer. It merges like LoRA, into one plain weight: no cost at inference.
+    DoRA does more work per step than LoRA: each forward pass also forms $W_0 + sBA$ and its row norms for every
+    targeted layer. It merges like LoRA, into one plain weight: no cost at inference.
 
     ## 3. AdaLoRA: a rank budget that moves
 
@@ -959,7 +960,7 @@ cells = [
     * **DoRA** writes each weight as magnitude × direction, trains the magnitude vector directly (one number per
       output feature) and the direction with LoRA, with the row norm detached in backward. It does not choose or
       adjust a rank: $BA$ keeps the configured $r$. Row by row, its length and direction changes are far less
-      correlated than LoRA's, closer to full fine-tuning's. A few more parameters, a little more compute, merges
+      correlated than LoRA's, closer to full fine-tuning's. A few more parameters, more work per step, merges
       like LoRA.
     * **AdaLoRA** is a hybrid, not a selective method: it adds SVD-shaped updates (no base weight trains),
       scores every parameter by smoothed sensitivity × uncertainty, and prunes singular values on a shrinking
