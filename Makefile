@@ -14,7 +14,7 @@ export HF_HUB_OFFLINE     := 1
 export HF_DATASETS_OFFLINE:= 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup test lab lint clean workbook student grade site
+.PHONY: setup test lab lint clean workbook student grade site sync
 
 setup: $(STAMP)
 
@@ -32,23 +32,28 @@ test: $(STAMP)
 lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root,)
 
+# after editing a notebook (in JupyterLab or its paired notebooks/NN_topic.py): bring both files in step, drop outputs
+sync: $(STAMP)
+	$(BIN)/jupytext --sync notebooks/[0-9][0-9]_*.ipynb
+	$(BIN)/python -m peftlab.classroom.nbtools strip notebooks/[0-9][0-9]_*.ipynb
+
 # execute every notebook in class mode, keep executed copies in build/workbook, record times in docs/RESULTS.md
 workbook: $(STAMP)
-	$(BIN)/python -m peftlab.nbtools workbook notebooks build/workbook --results docs/RESULTS.md
+	$(BIN)/python -m peftlab.classroom.nbtools workbook notebooks build/workbook --results docs/RESULTS.md
 
 # the executed workbook as static HTML: build/site/index.html + one page per notebook, every figure embedded.
 # Class mode; FAST=1 for a quick smoke build. Reuses fresh executed copies from `make workbook` (same cells, same mode).
 site: $(STAMP)
-	$(BIN)/python -m peftlab.site --out build/site --reuse build/workbook $(if $(filter 1,$(FAST)),--fast,)
+	$(BIN)/python -m peftlab.classroom.site --out build/site --reuse build/workbook $(if $(filter 1,$(FAST)),--fast,)
 
 # student copies (solutions stubbed, hidden tests removed) in build/student
 student: $(STAMP)
-	$(BIN)/python -m peftlab.nbtools student notebooks build/student
+	$(BIN)/python -m peftlab.classroom.nbtools student notebooks build/student
 
 # grade SUBMISSIONS/<student>/<NN_topic>.ipynb -> build/grades/gradebook.csv + build/grades/feedback/<student>.md
 grade: $(STAMP)
 	@test -n "$(SUBMISSIONS)" || (echo "usage: make grade SUBMISSIONS=path/to/folder  (one sub-folder per student)"; exit 2)
-	$(BIN)/python -m peftlab.nbtools grade $(SUBMISSIONS) --instructor notebooks --out build/grades
+	$(BIN)/python -m peftlab.classroom.nbtools grade $(SUBMISSIONS) --instructor notebooks --out build/grades
 
 lint: $(STAMP)
 	$(BIN)/ruff check peftlab tests scripts benchmarks

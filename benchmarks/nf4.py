@@ -4,7 +4,7 @@
 
 Storage: every Linear4bit of a QLoRA model (`quantize_modules="all-linear"`): bits in its buffers / its weights
 (target <= 4.13). Throughput: dequantize (and quantize) one (size x size) NF4 weight (blocksize 64, double
-quantization) with peftlab (`peftlab.nf4.dequantize_nf4`, pure PyTorch) and with bitsandbytes' CPU kernels
+quantization) with peftlab (`peftlab.methods.nf4.dequantize_nf4`, pure PyTorch) and with bitsandbytes' CPU kernels
 (`bitsandbytes.functional.dequantize_4bit`), interleaved in one process at `--threads` torch threads.
 Target (issue 13): peftlab dequantization >= 500 Mparam/s (10x the 42-54 Mparam/s of the per-code version), on
 the median of the repeats; the best repeat is reported too.
@@ -30,7 +30,7 @@ def main():
     torch.set_num_threads(args.threads)
 
     from peftlab import get_peft_model, make_config, models
-    from peftlab.nf4 import Linear4bit, dequantize_nf4, quantize_nf4, storage_bits_per_param
+    from peftlab.methods.nf4 import Linear4bit, dequantize_nf4, quantize_nf4, storage_bits_per_param
 
     base, _ = models.load(args.model)
     model = get_peft_model(base, make_config("qlora", r=8, target_modules=["q_proj", "v_proj"]))

@@ -6,7 +6,7 @@
 Both get a deep copy of the same base model, r=8, alpha=16 on q_proj and v_proj, the same batch and AdamW; QLoRA
 also stores every other linear in NF4 (`quantize_modules="all-linear"`). Steps are interleaved (lora, qlora, lora,
 ...) so machine load hits both alike; ratio = QLoRA / LoRA per repeat. QLoRA dequantizes each 4-bit weight twice a
-step (forward and backward, `peftlab.nf4.MatMul4bit`): that is its price in time. Memory ratio = the bytes
+step (forward and backward, `peftlab.methods.nf4.MatMul4bit`): that is its price in time. Memory ratio = the bytes
 `measure_step` counts (both models share this process, so CUDA allocator peaks come from benchmarks/memory.py).
 """
 

@@ -4,42 +4,29 @@
     model = get_peft_model(base, LoraConfig(r=8, target_modules=["q_proj", "v_proj"]))
     model.print_trainable_parameters()
 
-Every method file registers itself on import (`peftlab.METHODS` lists them; `make_config(name, ...)` builds one).
+Layout: `peftlab/methods/` (one file per method family), the core at the top (config, inject, registry,
+peft_model), the ML utilities (models, data, train, rouge, memory, scoring, showdown) and `peftlab/classroom/`
+(grading, exercises, notebook tools). Every method file registers itself on import (`peftlab.METHODS` lists them; `make_config(name, ...)` builds one).
 """
 
-# each method module registers itself on import
-from . import (  # noqa: F401
-    adalora,
-    adapters,
-    dora,
-    full,
-    ia3,
-    llama_adapter,
-    lora,
-    multitask,
-    nf4,
-    p_tuning,
-    prefix,
-    prompt_tuning,
-    qlora,
-    selective,
-)
-from .adalora import AdaLoraConfig
-from .adapters import BottleneckConfig
+from . import methods  # noqa: F401  (registers every method)
 from .config import PeftConfig
 from .device import get_device
-from .full import FullConfig
-from .ia3 import IA3Config
-from .llama_adapter import AdaptionPromptConfig
-from .lora import LoraConfig
-from .multitask import MultitaskPromptTuningConfig
-from .p_tuning import PromptEncoderConfig
+from .methods.adalora import AdaLoraConfig
+from .methods.adapters import BottleneckConfig
+from .methods.full import FullConfig
+from .methods.ia3 import IA3Config
+from .methods.llama_adapter import AdaptionPromptConfig
+from .methods.lora import LoraConfig
+from .methods.multitask import MultitaskPromptTuningConfig
+from .methods.p_tuning import PromptEncoderConfig
+from .methods.prefix import PrefixTuningConfig
+from .methods.prompt_tuning import PromptTuningConfig
+from .methods.qlora import QLoraConfig
+from .methods.selective import BitFitConfig, LayerFreezeConfig, LNTuningConfig
+from .methods.soft_prompt import nearest_tokens
 from .peft_model import PeftModel, get_peft_model
-from .prefix import PrefixTuningConfig
-from .prompt_tuning import PromptTuningConfig, nearest_tokens
-from .qlora import QLoraConfig
 from .registry import METHODS, make_config
-from .selective import BitFitConfig, LayerFreezeConfig, LNTuningConfig
 
 __all__ = [
     "METHODS",

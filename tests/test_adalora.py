@@ -7,7 +7,7 @@ from conftest import ATTN_TARGETS, make_batch, make_model
 from peft.tuners.adalora.layer import RankAllocator
 
 from peftlab import AdaLoraConfig, get_peft_model, make_config
-from peftlab.adalora import SVDLinear, orthogonality_penalty, rank_pattern
+from peftlab.methods.adalora import SVDLinear, orthogonality_penalty, rank_pattern
 
 SMALL = dict(init_r=6, target_r=3, lora_alpha=32, total_step=12, tinit=2, tfinal=3)
 

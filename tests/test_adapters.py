@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from conftest import make_batch, make_model
 
 from peftlab import BottleneckConfig, get_peft_model, make_config
-from peftlab.adapters import BottleneckLayer
+from peftlab.methods.adapters import BottleneckLayer
 
 D = 32  # hidden size of every tiny test model
 

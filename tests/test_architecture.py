@@ -82,8 +82,39 @@ def test_the_cycle_finder_finds_a_cycle():
 def test_no_import_circles():
     graph = import_graph()
     assert (
-        "peftlab.lora" in graph and "peftlab.registry" in graph["peftlab.lora"]
+        "peftlab.methods.lora" in graph and "peftlab.registry" in graph["peftlab.methods.lora"]
     )  # the graph is really built
     assert cycles(graph) == [], (
         "import circles (break them: move the shared piece, or register instead of importing)"
     )
+
+
+CORE = {"config", "inject", "registry", "peft_model", "device"}
+UTILITIES = {"models", "data", "train", "rouge", "memory", "scoring", "showdown", "showdown_report"}
+
+
+def test_the_tree_shows_methods_core_and_classroom():
+    from peftlab import METHODS
+
+    top = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__"}
+    assert top == CORE | UTILITIES, (
+        f"a module at the top that is neither core nor an ML utility: {top - CORE - UTILITIES}"
+    )
+    assert {p.name for p in PACKAGE.iterdir() if p.is_dir() and not p.name.startswith("__")} == {
+        "methods",
+        "classroom",
+        "metrics",
+    }
+    for m in METHODS.values():
+        assert m.apply.__module__.startswith("peftlab.methods."), (
+            f"{m.name} is registered outside peftlab/methods"
+        )
+    # the layers point one way: classroom -> methods/utilities -> core; the core never reaches up
+    graph = import_graph()
+    for mod, deps in graph.items():
+        layer = mod.split(".")[1] if mod.count(".") else ""
+        if layer in CORE:
+            up = {d for d in deps if d.startswith(("peftlab.methods", "peftlab.classroom"))}
+            assert not up, f"core module {mod} imports {up}"
+        if layer == "methods":
+            assert not {d for d in deps if d.startswith("peftlab.classroom")}, f"{mod} imports classroom code"

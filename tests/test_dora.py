@@ -8,7 +8,7 @@ from conftest import ATTN_TARGETS, make_batch, make_model
 from safetensors.torch import load_file
 
 from peftlab import LoraConfig, PeftModel, get_peft_model, make_config
-from peftlab.dora import DoraLinear
+from peftlab.methods.dora import DoraLinear
 
 
 def logits(model, batch):

@@ -8,11 +8,11 @@ import pkgutil
 import pytest
 from exercise_cases import all_cases
 
-import peftlab.exercises
-from peftlab.grading import EXERCISES, evaluate, get_exercise
+import peftlab.classroom.exercises
+from peftlab.classroom.grading import EXERCISES, evaluate, get_exercise
 
-for _info in pkgutil.iter_modules(peftlab.exercises.__path__):  # register every notebook's checks
-    importlib.import_module(f"peftlab.exercises.{_info.name}")
+for _info in pkgutil.iter_modules(peftlab.classroom.exercises.__path__):  # register every notebook's checks
+    importlib.import_module(f"peftlab.classroom.exercises.{_info.name}")
 CASES = all_cases()
 IDS = sorted(EXERCISES)
 

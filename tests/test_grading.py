@@ -14,15 +14,15 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from peftlab import grading, nbtools
-from peftlab.grading import EXERCISES, evaluate
+from peftlab.classroom import grading, nbtools
+from peftlab.classroom.grading import EXERCISES, evaluate
 
 FIXTURES = Path(__file__).parent / "fixtures"
 sys.path.insert(0, str(FIXTURES))
 import demo_exercises  # noqa: E402,F401  (registers demo.q1-q3 in this process too)
 
 CELLS = [
-    "import demo_exercises\nfrom peftlab.grading import check",
+    "import demo_exercises\nfrom peftlab.classroom.grading import check",
     "# EXERCISE demo.q1\ndef double(x):\n    # BEGIN SOLUTION\n    y = 2 * x\n    return y\n    # END SOLUTION",
     'check("demo.q1")',
     "# HIDDEN TESTS demo.q1\nassert double(-7) == -14",
@@ -186,14 +186,14 @@ def build_class(course, root):
     subs["patch_evaluate"] = add_after(
         nb,
         'check("demo.q1")',
-        "import peftlab.grading as g\n"
+        "import peftlab.classroom.grading as g\n"
         "g.evaluate = lambda ex, ns: {'id': ex.id, 'status': 'passed', 'points': ex.points, 'max': ex.points, "
         "'message': ''}",
     )
     subs["patch_checks"] = answer(
         solved(course),
         "demo.q1",
-        "# EXERCISE demo.q1\nimport peftlab.grading as g\n\nfor ex in g.EXERCISES.values():\n"
+        "# EXERCISE demo.q1\nimport peftlab.classroom.grading as g\n\nfor ex in g.EXERCISES.values():\n"
         "    ex.fn = lambda ns: None\n\n\ndef double(x):\n    return 0",
     )
     subs["redefine_check"] = answer(
@@ -210,7 +210,7 @@ def build_class(course, root):
     subs["points_over_max"] = add_after(
         solved(course),
         'check("demo.q1")',
-        "import peftlab.grading as g\ng.get_exercise('demo.q1').points = 100\ng.EXERCISES['demo.q2'].points = 10**6\n"
+        "import peftlab.classroom.grading as g\ng.get_exercise('demo.q1').points = 100\ng.EXERCISES['demo.q2'].points = 10**6\n"
         + FORGE,
     )
     nb = answer(
@@ -485,14 +485,14 @@ def build_rank_class(root, instructor=Path(__file__).parents[1] / "notebooks" / 
         "patch_evaluate": add_after(
             q(solved_rank(), "nb01.q1", wrong_rank),
             "# EXERCISE nb01.q1",
-            "import peftlab.grading as g\n"
+            "import peftlab.classroom.grading as g\n"
             "g.evaluate = lambda ex, ns: {'id': ex.id, 'status': 'passed', 'points': ex.points, 'max': ex.points, "
             "'message': ''}",
         ),
         "patch_checks": q(
             solved_rank(),
             "nb01.q1",
-            "import peftlab.grading as g\n\nfor ex in g.EXERCISES.values():\n    ex.fn = lambda ns: None\n"
+            "import peftlab.classroom.grading as g\n\nfor ex in g.EXERCISES.values():\n    ex.fn = lambda ns: None\n"
             "rank_of = lambda M, tol=1e-6: 0",
         ),
         "redefine_check": q(
@@ -503,7 +503,7 @@ def build_rank_class(root, instructor=Path(__file__).parents[1] / "notebooks" / 
         "points_over_max": add_after(
             solved_rank(),
             "# EXERCISE nb01.q1",
-            "import peftlab.grading as g\ng.get_exercise('nb01.q1').points = 100\n" + FORGE,
+            "import peftlab.classroom.grading as g\ng.get_exercise('nb01.q1').points = 100\n" + FORGE,
         ),
         "endless_loop": q(solved_rank(), "nb01.q1", sleep_loop),
         "unkillable_loop": q(

@@ -7,7 +7,7 @@ from torch import nn
 from transformers.pytorch_utils import Conv1D
 
 from peftlab import IA3Config, PeftModel, get_peft_model
-from peftlab.ia3 import IA3Linear
+from peftlab.methods.ia3 import IA3Linear
 
 
 def logits(model, batch):

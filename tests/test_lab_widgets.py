@@ -31,7 +31,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from peftlab.site import slider_cells  # the cells that create a slider (same rule as the site's)
+from peftlab.classroom.site import slider_cells  # the cells that create a slider (same rule as the site's)
 
 ROOT = Path(__file__).resolve().parents[1]
 # PEFTLAB_LAB_NOTEBOOKS=<folder> points the test at other notebooks (to try the test itself on broken sliders)

@@ -8,7 +8,7 @@ from conftest import ATTN_TARGETS, make_batch, make_model
 from torch import nn
 
 from peftlab import LoraConfig, PeftModel, get_peft_model
-from peftlab.lora import LoraEmbedding, LoraLinear
+from peftlab.methods.lora import LoraEmbedding, LoraLinear
 
 
 def logits(model, batch):

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from peftlab import nf4
+from peftlab.methods import nf4
 
 bnbf = pytest.importorskip("bitsandbytes.functional")
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from peftlab import nbtools
+from peftlab.classroom import nbtools
 
 NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
@@ -20,7 +20,7 @@ def test_there_are_notebooks():
 def test_instructor_copy_runs_and_scores_full_marks(path):
     nb = nbformat.read(str(path), as_version=4)
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), (
-        "commit notebooks without outputs"
+        "commit notebooks without outputs (`make sync` strips them)"
     )
     res = nbtools.grade_notebook(path, path, timeout=600)
     assert res["errors"] == [], res["errors"]

@@ -8,11 +8,11 @@ import torch
 from conftest import ATTN_TARGETS, make_batch, make_model
 
 from peftlab import LoraConfig, PeftModel, QLoraConfig, get_peft_model, make_config
-from peftlab import qlora as qlora_mod
 from peftlab.inject import LINEAR_TYPES, find_targets
 from peftlab.memory import measure_step
-from peftlab.nf4 import NF4, Linear4bit, quantize_linears, storage_bits_per_param
-from peftlab.qlora import QLoraLinear
+from peftlab.methods import qlora as qlora_mod
+from peftlab.methods.nf4 import NF4, Linear4bit, quantize_linears, storage_bits_per_param
+from peftlab.methods.qlora import QLoraLinear
 
 KINDS = ["t5", "llama", "gpt2"]
 

@@ -6,7 +6,7 @@ from conftest import make_batch, make_model
 from torch import nn
 
 from peftlab import BitFitConfig, FullConfig, LayerFreezeConfig, LNTuningConfig, PeftModel, get_peft_model
-from peftlab.selective import SelectiveLayer
+from peftlab.methods.selective import SelectiveLayer
 
 
 def logits(model, batch):

@@ -1,4 +1,4 @@
-"""`make site` (peftlab.site): every notebook's page exists and holds its figures, the index links every page, a slider
+"""`make site` (peftlab.classroom.site): every notebook's page exists and holds its figures, the index links every page, a slider
 cell leaves a static figure for readers without a kernel; widgets are made static; executed copies are reused only
 when they match the notebook and the mode."""
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from peftlab import site
+from peftlab.classroom import site
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -40,7 +40,7 @@ def built():
         start = time.time()
         rc = site.main(["--fast", "--fresh", "--out", str(out)])
         print(f"site built in {time.time() - start:.0f} s")
-        assert rc == 0, "python -m peftlab.site --fast failed (see the output above)"
+        assert rc == 0, "python -m peftlab.classroom.site --fast failed (see the output above)"
         yield out
 
 

@@ -254,7 +254,7 @@ def test_short_lora_finetune_teaches_tiny_the_headline_format(tok):
 def test_on_step_sees_the_gradients_adalora_prunes(tok, examples):
     """`on_step` runs after optimizer.step() and before zero_grad, so AdaLoRA's update_and_allocate can score."""
     from peftlab import AdaLoraConfig
-    from peftlab.adalora import rank_pattern
+    from peftlab.methods.adalora import rank_pattern
 
     cfg = AdaLoraConfig(
         init_r=4, target_r=1, tinit=1, tfinal=1, total_step=6, target_modules=["q_proj", "v_proj"]

@@ -12,7 +12,7 @@
         },
     }
 
-Each dict is the notebook namespace the check sees (`peftlab.grading.evaluate(exercise, ns)`). tests/test_exercises.py
+Each dict is the notebook namespace the check sees (`peftlab.classroom.grading.evaluate(exercise, ns)`). tests/test_exercises.py
 runs them all and fails for any registered exercise that has no case.
 """
 

@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from peftlab.exercises.nb00 import tiny_step_counts
+from peftlab.classroom.exercises.nb00 import tiny_step_counts
 
 
 def _train_gb(n, t, b=4, master=True, moments_on_all=False, master_on_all=False, moment_bytes=4):

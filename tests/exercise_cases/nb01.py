@@ -2,7 +2,7 @@
 
 import torch
 
-from peftlab.exercises.nb01 import relative_error, tiny_q_proj
+from peftlab.classroom.exercises.nb01 import relative_error, tiny_q_proj
 
 
 def _rank_of(M, tol=1e-6):

@@ -1,6 +1,6 @@
 """Answers for notebooks/02_selective.ipynb."""
 
-from peftlab.exercises.nb02 import tiny_trainable_pct
+from peftlab.classroom.exercises.nb02 import tiny_trainable_pct
 
 _PCT = tiny_trainable_pct()  # what the package trains on tiny: {"top2": %, "norm": %}
 

@@ -2,7 +2,7 @@
 
 import torch
 
-from peftlab import nf4
+from peftlab.methods import nf4
 
 
 # -- nb06.q1 ----------------------------------------------------------------------------------------------------------

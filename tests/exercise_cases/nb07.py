@@ -2,7 +2,7 @@
 
 from collections import Counter
 
-from peftlab.exercises.nb07 import reference_best_per_param
+from peftlab.classroom.exercises.nb07 import reference_best_per_param
 
 
 def _rouge1_f(pred, ref):
