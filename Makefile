@@ -63,7 +63,7 @@ clean:
 	rm -rf build .cache .pytest_cache
 
 # the ROUGE showdown (every method vs full FT vs base; resumable) -> docs/results/showdown_<model>.{csv,md,png}
-# showdown: class scale on `tiny` (about half an hour); showdown-real: SmolLM2-135M (about 4 hours of 2 CPU cores,
+# showdown: class scale on `tiny` (about half an hour); showdown-real: SmolLM2-135M (about 3 hours of 2 CPU cores,
 # resumable across sessions: rerun the same command to continue; never run by `make test`)
 .PHONY: showdown showdown-real bench
 showdown: $(STAMP)

@@ -219,10 +219,12 @@ def plot(t: list[dict], path: Path, title: str = "") -> None:
     from matplotlib.lines import Line2D
 
     shown = dict.fromkeys(r["family"] for r in ok)
-    a1.legend(handles=[Line2D([], [], marker="o", ls="", color=family_color(f), label=f) for f in shown],
-              fontsize=7, loc="lower right", title="family", title_fontsize=7)  # fmt: skip
+    handles = [Line2D([], [], marker="o", ls="", color=family_color(f), label=f) for f in shown]
+    fig.legend(
+        handles=handles, loc="lower center", ncol=len(shown), fontsize=8, frameon=False
+    )  # under the plots
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     tmp = path.with_suffix(f".tmp-{os.getpid()}.png")
     fig.savefig(tmp, dpi=100)
     plt.close(fig)
