@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import argparse
 import copy
-import csv
-import tempfile
 import time
 from pathlib import Path
 
 import torch
+from _sweep import train_and_measure, val_batch, val_loss, write_csv
 
 from peftlab import LoraConfig, data, get_peft_model, models
-from peftlab.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "results" / "lora_rank_sweep_tiny.csv"
@@ -33,23 +31,8 @@ ALPHAS = (4, 16, 64)
 RSLORA_ALPHA = 16
 STEPS, LR, BATCH, MAX_LEN, SEED, N_VAL = 50, 3e-3, 8, 128, 0, 32
 TARGETS = ["q_proj", "v_proj"]
-
-
-def val_batch(tok):
-    examples = data.load("bbc-headlines", "val", limit=N_VAL)
-    return data.collate(data.format_causal(examples, tok, max_len=MAX_LEN), tok.pad_token_id)
-
-
-@torch.no_grad()
-def val_loss(model, batch) -> float:
-    model.eval()
-    return model(**batch).loss.item()
-
-
-def adapter_bytes(model) -> int:
-    with tempfile.TemporaryDirectory() as d:
-        model.save_pretrained(d)
-        return (Path(d) / "adapter_model.safetensors").stat().st_size
+COLUMNS = ["rank", "alpha", "use_rslora", "scaling", "trainable", "total", "trainable_pct", "adapter_bytes", "val_loss",
+           "base_val_loss", "train_loss_last10", "steps", "lr", "batch_size", "max_len", "seed", "seconds"]  # fmt: skip
 
 
 def runs():
@@ -67,9 +50,10 @@ def main():
     args = ap.parse_args()
 
     base, tok = models.load("tiny")
-    train_set = data.load("bbc-headlines", "train")
-    features = data.format_causal(train_set, tok, max_len=MAX_LEN)  # tokenized once for every run
-    batch = val_batch(tok)
+    features = data.format_causal(
+        data.load("bbc-headlines", "train"), tok, max_len=MAX_LEN
+    )  # once for every run
+    batch = val_batch(tok, N_VAL, MAX_LEN)
     base_loss = val_loss(base, batch)
     rows = []
     for r, alpha, rs in runs():
@@ -77,47 +61,14 @@ def main():
         config = LoraConfig(r=r, lora_alpha=alpha, use_rslora=rs, target_modules=TARGETS)
         torch.manual_seed(SEED)  # A's random start: the same as notebook 05's run for r=8
         model = get_peft_model(copy.deepcopy(base), config)
-        trainable, total = model.get_nb_trainable_parameters()
-        history = train(
-            model,
-            tok,
-            features,
-            steps=args.steps,
-            lr=LR,
-            batch_size=BATCH,
-            max_len=MAX_LEN,
-            seed=SEED,
-            progress=False,
-        )
-        last = history.losses[-10:]
-        rows.append(
-            {
-                "rank": r,
-                "alpha": alpha,
-                "use_rslora": rs,
-                "scaling": round(alpha / (r**0.5 if rs else r), 6),
-                "trainable": trainable,
-                "total": total,
-                "trainable_pct": round(100 * trainable / total, 4),
-                "adapter_bytes": adapter_bytes(model),
-                "val_loss": round(val_loss(model, batch), 5),
-                "base_val_loss": round(base_loss, 5),
-                "train_loss_last10": round(sum(last) / len(last), 5),
-                "steps": args.steps,
-                "lr": LR,
-                "batch_size": BATCH,
-                "max_len": MAX_LEN,
-                "seed": SEED,
-                "seconds": round(time.time() - t0, 1),
-            }
-        )
+        measured = train_and_measure(
+            model, tok, features, batch, base_loss, t0,
+            steps=args.steps, lr=LR, batch_size=BATCH, max_len=MAX_LEN, seed=SEED,
+        )  # fmt: skip
+        rows.append({"rank": r, "alpha": alpha, "use_rslora": rs, "scaling": round(alpha / (r**0.5 if rs else r), 6),
+                     **measured})  # fmt: skip
         print({k: rows[-1][k] for k in ("rank", "alpha", "use_rslora", "val_loss", "seconds")}, flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with open(args.out, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    print(f"wrote {args.out} ({len(rows)} runs)")
+    write_csv(rows, args.out, COLUMNS)
 
 
 if __name__ == "__main__":

@@ -16,33 +16,20 @@ from __future__ import annotations
 
 import argparse
 import copy
-import csv
-import tempfile
 import time
 from pathlib import Path
 
-import torch
+from _sweep import train_and_measure, val_batch, val_loss, write_csv
 
 from peftlab import data, get_peft_model, make_config, models
-from peftlab.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "results" / "prompt_tuning_tokens_sweep_tiny.csv"
 TOKENS = (1, 2, 4, 8, 16, 32, 64)
 INIT_TEXT = "Write the headline of this news article:"
 STEPS, LR, BATCH, MAX_LEN, SEED, N_VAL = 30, 3e-2, 8, 128, 0, 32
-
-
-@torch.no_grad()
-def val_loss(model, batch) -> float:
-    model.eval()
-    return model(**batch).loss.item()
-
-
-def adapter_bytes(model) -> int:
-    with tempfile.TemporaryDirectory() as d:
-        model.save_pretrained(d)
-        return (Path(d) / "adapter_model.safetensors").stat().st_size
+COLUMNS = ["num_virtual_tokens", "trainable", "total", "trainable_pct", "adapter_bytes", "context_share_pct", "val_loss",
+           "base_val_loss", "train_loss_last10", "steps", "lr", "batch_size", "max_len", "seed", "seconds"]  # fmt: skip
 
 
 def main():
@@ -53,10 +40,7 @@ def main():
 
     base, tok = models.load("tiny")
     features = data.format_causal(data.load("bbc-headlines", "train"), tok, max_len=MAX_LEN)
-    batch = data.collate(
-        data.format_causal(data.load("bbc-headlines", "val", limit=N_VAL), tok, max_len=MAX_LEN),
-        tok.pad_token_id,
-    )
+    batch = val_batch(tok, N_VAL, MAX_LEN)
     base_loss = val_loss(base, batch)
     rows = []
     for n in TOKENS:
@@ -69,45 +53,19 @@ def main():
             tokenizer_name_or_path=tok,
         )
         model = get_peft_model(copy.deepcopy(base), config)
-        trainable, total = model.get_nb_trainable_parameters()
-        history = train(
-            model,
-            tok,
-            features,
-            steps=args.steps,
-            lr=LR,
-            batch_size=BATCH,
-            max_len=MAX_LEN,
-            seed=SEED,
-            progress=False,
-        )
-        last = history.losses[-10:]
+        measured = train_and_measure(
+            model, tok, features, batch, base_loss, t0,
+            steps=args.steps, lr=LR, batch_size=BATCH, max_len=MAX_LEN, seed=SEED,
+        )  # fmt: skip
         rows.append(
             {
                 "num_virtual_tokens": n,
-                "trainable": trainable,
-                "total": total,
-                "trainable_pct": round(100 * trainable / total, 4),
-                "adapter_bytes": adapter_bytes(model),
                 "context_share_pct": round(100 * n / tok.model_max_length, 3),
-                "val_loss": round(val_loss(model, batch), 5),
-                "base_val_loss": round(base_loss, 5),
-                "train_loss_last10": round(sum(last) / len(last), 5),
-                "steps": args.steps,
-                "lr": LR,
-                "batch_size": BATCH,
-                "max_len": MAX_LEN,
-                "seed": SEED,
-                "seconds": round(time.time() - t0, 1),
+                **measured,
             }
         )
         print({k: rows[-1][k] for k in ("num_virtual_tokens", "val_loss", "seconds")}, flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with open(args.out, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    print(f"wrote {args.out} ({len(rows)} runs)")
+    write_csv(rows, args.out, COLUMNS)
 
 
 if __name__ == "__main__":
